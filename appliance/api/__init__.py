@@ -1,0 +1,37 @@
+"""The Bottle application: the route tables of every area, mounted with one error path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import bottle
+
+from .. import __version__
+from ..config import Settings
+from ..db import Database
+from ..ingest import IngestWorker
+from ..paths import LibraryRoots
+from . import albums, health, images
+from .openapi import openapi_document
+from .routing import Route, json_error_page, make_callback
+
+ROUTES: list[Route] = health.routes.routes + albums.routes.routes + images.routes.routes
+
+
+@dataclass
+class Context:
+    """What a route handler may use."""
+
+    settings: Settings
+    db: Database
+    roots: LibraryRoots
+    worker: IngestWorker
+    openapi: dict = field(default_factory=lambda: openapi_document(ROUTES, __version__))
+
+
+def make_app(context: Context) -> bottle.Bottle:
+    app = bottle.Bottle(catchall=True)
+    for route in ROUTES:
+        app.route(route.bottle_path, route.method, make_callback(route, context))
+    app.default_error_handler = json_error_page
+    return app

@@ -1,0 +1,177 @@
+"""Route tables: each route declares its request and response models once, for validation and for OpenAPI.
+
+A request flows: token check -> size and type checks -> pydantic model -> handler -> response model -> JSON.
+Every failure leaves as `{"detail": ...}` with its status, through `error_response`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import bottle
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+class Request(BaseModel):
+    """Base of every request model: unknown fields are a client mistake worth telling about."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Query(BaseModel):
+    """Base of query-string models: browsers and proxies add parameters of their own, so extras pass."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Message(BaseModel):
+    message: str
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+@dataclass
+class Route:
+    method: str
+    path: str
+    handler: Callable[..., Any]
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    needs_token: bool = True
+
+    @property
+    def bottle_path(self) -> str:
+        return re.sub(r"\{(\w+)\}", r"<\1>", self.path)
+
+
+@dataclass
+class RouteTable:
+    routes: list[Route] = field(default_factory=list)
+
+    def add(self, method: str, path: str, **options: Any) -> Callable:
+        def register(handler: Callable) -> Callable:
+            summary = (handler.__doc__ or handler.__name__).strip().splitlines()[0]
+            self.routes.append(Route(method, path, handler, summary, **options))
+            return handler
+
+        return register
+
+    def get(self, path: str, **options: Any) -> Callable:
+        return self.add("GET", path, **options)
+
+    def post(self, path: str, **options: Any) -> Callable:
+        return self.add("POST", path, **options)
+
+    def put(self, path: str, **options: Any) -> Callable:
+        return self.add("PUT", path, **options)
+
+    def delete(self, path: str, **options: Any) -> Callable:
+        return self.add("DELETE", path, **options)
+
+
+def error_response(status: int, detail: str) -> bottle.HTTPResponse:
+    return respond(status, ErrorBody(detail=detail))
+
+
+def respond(status: int, model: BaseModel) -> bottle.HTTPResponse:
+    """A response whose status differs from the route's usual one."""
+    return bottle.HTTPResponse(model.model_dump_json(exclude_unset=True), status, headers={"Content-Type": "application/json"})
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(part) for part in problem["loc"])
+        parts.append(f"{where}: {problem['msg']}" if where else problem["msg"])
+    return "Invalid request: " + "; ".join(parts) + "."
+
+
+def check_token(expected: str | None, request: bottle.BaseRequest) -> None:
+    if expected is None:
+        return
+    header = request.get_header("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise ApiError(401, "Send the appliance's API token as 'Authorization: Bearer TOKEN'.")
+
+
+def read_json_body(request: bottle.BaseRequest, max_bytes: int) -> bytes:
+    """The raw body, after refusing oversize (from Content-Length, unread) and non-JSON bodies."""
+    if request.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+        raise ApiError(411, "Send the request body with a Content-Length header, not chunked.")
+    length = request.content_length
+    if length > max_bytes:
+        raise ApiError(413, f"The request body is {length} bytes; the limit is {max_bytes}.")
+    media_type = request.content_type.split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(415, "Send the request body as JSON with 'Content-Type: application/json'.")
+    if length <= 0:
+        raise ApiError(400, "The request body is empty; this route needs a JSON object.")
+    return request.environ["wsgi.input"].read(length)
+
+
+def parse_request(route: Route, request: bottle.BaseRequest, url_args: dict, max_bytes: int) -> Any:
+    try:
+        if route.body is not None:
+            return route.body.model_validate_json(read_json_body(request, max_bytes))
+        if route.query is not None:
+            return route.query.model_validate({**request.query, **url_args})
+    except ValidationError as error:
+        raise ApiError(400, describe_validation_error(error)) from None
+    return None
+
+
+def render(result: Any) -> str:
+    # exclude_unset: optional fields a handler did not fill (e.g. "total" without paging) stay out.
+    if isinstance(result, BaseModel):
+        return result.model_dump_json(exclude_unset=True)
+    return json.dumps(result)
+
+
+def make_callback(route: Route, context: Any) -> Callable:
+    settings = context.settings
+
+    def callback(**url_args: str) -> Any:
+        request = bottle.request
+        try:
+            if route.needs_token:
+                check_token(settings.api_token, request)
+            parsed = parse_request(route, request, url_args, settings.max_body_bytes)
+            result = route.handler(context, parsed) if parsed is not None else route.handler(context)
+        except ApiError as error:
+            return error_response(error.status, error.detail)
+        if isinstance(result, bottle.HTTPResponse):
+            return result
+        bottle.response.status = route.status
+        bottle.response.content_type = "application/json"
+        return render(result)
+
+    return callback
+
+
+def json_error_page(error: bottle.HTTPError) -> str:
+    """Bottle's own errors (unknown route, wrong method, unexpected exception) in the contract's shape."""
+    bottle.response.content_type = "application/json"
+    if error.status_code >= 500:
+        return json.dumps({"detail": "Internal server error; the appliance's log has the details."})
+    if error.status_code == 404:
+        return json.dumps({"detail": f"No such route: {bottle.request.path}."})
+    if error.status_code == 405:
+        return json.dumps({"detail": f"{bottle.request.method} is not allowed on {bottle.request.path}."})
+    return json.dumps({"detail": str(error.body)})

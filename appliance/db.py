@@ -1,0 +1,106 @@
+"""The one owner of SQLite connections: setup, per-thread readers, one serialised writer."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+import sqlite_vec
+
+from .migrations import migrate
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def sqlite_module(stdlib: ModuleType = sqlite3) -> ModuleType:
+    """The stdlib sqlite3 when it can load extensions, else sqlean (a drop-in built with that enabled)."""
+    if hasattr(stdlib.Connection, "enable_load_extension"):
+        return stdlib
+    import sqlean
+
+    return sqlean
+
+
+def connect(path: Path | str, module: ModuleType | None = None):
+    """Open a connection the way every connection is opened: pragmas, then sqlite-vec, then lock extensions."""
+    module = module or sqlite_module()
+    conn = module.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.row_factory = module.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: an acknowledged write survives a power cut, not just a crash.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.enable_load_extension(True)
+    try:
+        sqlite_vec.load(conn)
+    finally:
+        conn.enable_load_extension(False)
+    return conn
+
+
+class Database:
+    """Reads go to a connection per thread; writes go through `write()`, one transaction at a time."""
+
+    def __init__(self, path: Path | str, module: ModuleType | None = None):
+        self.path = Path(path)
+        self.module = module or sqlite_module()
+        self._writer = connect(self.path, self.module)
+        migrate(self._writer)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list = []
+        self._readers_lock = threading.Lock()
+
+    @property
+    def errors(self):
+        """The driver's exception classes (sqlite3 or sqlean), for callers that catch IntegrityError."""
+        return self.module
+
+    def read(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, self.module)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator:
+        """A read transaction, for answers built from several queries that must agree."""
+        conn = self.read()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def write(self) -> Iterator:
+        """One write transaction; any exception rolls it back and propagates."""
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    def versions(self) -> dict[str, str]:
+        sqlite_version, vec_version = self.read().execute("SELECT sqlite_version(), vec_version()").fetchone()
+        return {"sqlite": sqlite_version, "sqlite_vec": vec_version, "driver": self.module.__name__}
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        self._local = threading.local()
+        with self._write_lock:
+            self._writer.close()

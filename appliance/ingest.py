@@ -1,0 +1,189 @@
+"""The ingest worker: drains the queue, one file at a time, each result stored in one transaction.
+
+An item leaves the queue only in the transaction that stores its result, so a crash at any moment
+leaves it queued and it is simply done again on restart: nothing lost, nothing stored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from . import jobs
+from .db import Database
+from .migrations import NOW
+from .pipeline import Analysis, DecodeError, Pipeline
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 512 << 20
+
+
+class IngestFailure(Exception):
+    """This file cannot be analysed; the message is stored as its reason."""
+
+
+def store_failure(db: Database, item: jobs.QueuedItem, reason: str) -> None:
+    with db.write() as conn:
+        conn.execute(
+            "UPDATE images SET status = 'failed', error = ? WHERE path = ? AND status != 'done'",
+            (reason, item.path),
+        )
+        jobs.finish_item(conn, item.id, reason)
+
+
+def store_unchanged(db: Database, item: jobs.QueuedItem, size: int, mtime_ns: int) -> None:
+    with db.write() as conn:
+        conn.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, item.path))
+        jobs.finish_item(conn, item.id)
+
+
+def store_analysis(
+    db: Database,
+    item: jobs.QueuedItem,
+    size: int,
+    mtime_ns: int,
+    digest: str,
+    analysis: Analysis | None,
+    donor_id: int | None = None,
+) -> None:
+    """Store a fresh analysis, or copy the one of a byte-identical image (`donor_id`)."""
+    with db.write() as conn:
+        image = conn.execute("SELECT id FROM images WHERE path = ?", (item.path,)).fetchone()
+        if image is None:  # deleted from the index while it was being analysed
+            jobs.finish_item(conn, item.id, "The image was removed from the index.")
+            return
+        image_id = image["id"]
+        conn.execute("DELETE FROM objects WHERE image_id = ?", (image_id,))
+        conn.execute("DELETE FROM faces WHERE image_id = ?", (image_id,))
+        if donor_id is not None:
+            conn.execute(
+                "UPDATE images SET (width, height, taken_at) ="
+                " (SELECT width, height, taken_at FROM images WHERE id = ?) WHERE id = ?",
+                (donor_id, image_id),
+            )
+            conn.execute(
+                "INSERT INTO objects (image_id, label, score, x1, y1, x2, y2)"
+                " SELECT ?, label, score, x1, y1, x2, y2 FROM objects WHERE image_id = ?",
+                (image_id, donor_id),
+            )
+            conn.execute(
+                "INSERT INTO faces (image_id, score, x1, y1, x2, y2, keypoints, cluster_id)"
+                " SELECT ?, score, x1, y1, x2, y2, keypoints, cluster_id FROM faces WHERE image_id = ?",
+                (image_id, donor_id),
+            )
+        else:
+            conn.execute(
+                "UPDATE images SET width = ?, height = ?, taken_at = ? WHERE id = ?",
+                (analysis.width, analysis.height, analysis.taken_at, image_id),
+            )
+        conn.execute(
+            "UPDATE images SET size = ?, mtime_ns = ?, content_hash = ?, status = 'done', error = NULL,"
+            f" analysed_at = {NOW} WHERE id = ?",
+            (size, mtime_ns, digest, image_id),
+        )
+        jobs.finish_item(conn, item.id)
+
+
+def read_file(path: str) -> tuple[os.stat_result, bytes]:
+    try:
+        stat = os.stat(path)
+        if stat.st_size > MAX_FILE_BYTES:
+            raise IngestFailure(f"The file is {stat.st_size} bytes; files over {MAX_FILE_BYTES} are skipped.")
+        with open(path, "rb") as f:
+            return stat, f.read()
+    except FileNotFoundError:
+        raise IngestFailure("The file no longer exists.") from None
+    except OSError as error:
+        raise IngestFailure(f"Cannot read the file: {error.strerror or error}.") from None
+
+
+def ingest_one(db: Database, pipeline: Pipeline, item: jobs.QueuedItem) -> None:
+    """Analyse one queued file unless it is unchanged or a byte-identical copy was already analysed."""
+    conn = db.read()
+    known = conn.execute(
+        "SELECT size, mtime_ns, content_hash, status FROM images WHERE path = ?", (item.path,)
+    ).fetchone()
+    try:
+        stat = os.stat(item.path)
+        if known and known["status"] == "done" and (known["size"], known["mtime_ns"]) == (
+            stat.st_size,
+            stat.st_mtime_ns,
+        ):
+            return store_unchanged(db, item, stat.st_size, stat.st_mtime_ns)
+        stat, data = read_file(item.path)
+    except FileNotFoundError:
+        return store_failure(db, item, "The file no longer exists.")
+    except IngestFailure as failure:
+        return store_failure(db, item, str(failure))
+    digest = hashlib.sha256(data).hexdigest()
+    if known and known["status"] == "done" and known["content_hash"] == digest:
+        return store_unchanged(db, item, stat.st_size, stat.st_mtime_ns)
+    donor = conn.execute(
+        "SELECT id FROM images WHERE content_hash = ? AND status = 'done' AND path != ? LIMIT 1",
+        (digest, item.path),
+    ).fetchone()
+    if donor is not None:
+        return store_analysis(db, item, stat.st_size, stat.st_mtime_ns, digest, None, donor["id"])
+    try:
+        analysis = pipeline.analyse(data, digest)
+    except DecodeError as error:
+        return store_failure(db, item, str(error))
+    store_analysis(db, item, stat.st_size, stat.st_mtime_ns, digest, analysis)
+
+
+class IngestWorker:
+    """One thread owns the pipeline; `busy_since` lets /health tell a stuck image from an idle queue."""
+
+    def __init__(self, db: Database, pipeline: Pipeline, idle_poll_seconds: float = 5.0):
+        self.db = db
+        self.pipeline = pipeline
+        self.idle_poll_seconds = idle_poll_seconds
+        self.busy_since: float | None = None
+        self.current_path: str | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New work was queued: stop waiting."""
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish the image in hand, then stop."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def status(self) -> dict:
+        busy_since = self.busy_since
+        return {
+            "running": self._thread.is_alive(),
+            "current_path": self.current_path,
+            "busy_seconds": None if busy_since is None else round(time.monotonic() - busy_since, 3),
+        }
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = jobs.next_queued(self.db)
+            if item is None:
+                self._wake.wait(self.idle_poll_seconds)
+                self._wake.clear()
+                continue
+            self.current_path, self.busy_since = item.path, time.monotonic()
+            try:
+                ingest_one(self.db, self.pipeline, item)
+            except Exception:
+                # A bug must not wedge the queue on one file: record it against that file and go on.
+                log.exception("ingest of %s failed unexpectedly", item.path)
+                store_failure(self.db, item, "Internal error while analysing this image; see the log.")
+            finally:
+                self.current_path, self.busy_since = None, None

@@ -1,0 +1,56 @@
+"""Library-root confinement: every path a client names is canonicalised and must lie inside a root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .errors import ApiError, bad_request
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+def is_image_name(path: str | Path) -> bool:
+    return os.path.splitext(str(path))[1].lower() in IMAGE_SUFFIXES
+
+
+class LibraryRoots:
+    def __init__(self, roots: Iterable[Path]):
+        self.roots = [Path(os.path.realpath(root)) for root in roots]
+
+    def contains(self, real: Path) -> bool:
+        return any(real == root or real.is_relative_to(root) for root in self.roots)
+
+    def resolve(self, raw: str) -> Path:
+        """The canonical form of `raw` (symlinks and `..` resolved); 403 when it leaves every root."""
+        if not raw or "\x00" in raw:
+            raise bad_request(f"Not a usable path: {raw!r}.")
+        if not os.path.isabs(raw):
+            raise bad_request(f"Paths must be absolute: {raw!r}.")
+        real = Path(os.path.realpath(raw))
+        if not self.contains(real):
+            raise ApiError(403, f"{raw} is outside the library folders this appliance may read.")
+        return real
+
+    def resolve_all(self, raws: Iterable[str]) -> list[Path]:
+        """Resolve every path, in order and without repeats; the first one outside the roots fails all."""
+        seen: dict[Path, None] = {}
+        for raw in raws:
+            seen.setdefault(self.resolve(raw), None)
+        return list(seen)
+
+    def images_under(self, folder: Path) -> Iterator[Path]:
+        """Every supported image file below `folder`, canonical and inside the roots, sorted within each dir.
+
+        Directory symlinks are not followed (no loops, no escapes); file symlinks are kept only when
+        their target is inside a root.
+        """
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not is_image_name(name):
+                    continue
+                real = Path(os.path.realpath(os.path.join(dirpath, name)))
+                if self.contains(real) and real.is_file():
+                    yield real

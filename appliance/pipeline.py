@@ -1,0 +1,117 @@
+"""The analysis of one image as a plain sequence of stages: decode -> metadata -> thumbnail -> ...
+
+Each stage takes what the previous one produced; the file is decoded once, at the size the models need.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from PIL import ExifTags, Image, ImageOps
+
+from .config import Settings
+
+
+class DecodeError(Exception):
+    """The file is not an image this appliance can read; the message says why."""
+
+
+@dataclass
+class DecodedImage:
+    pixels: Image.Image  # RGB, upright, longest side at most the analysis size
+    width: int  # of the original, after EXIF orientation
+    height: int
+    taken_at: str | None
+
+
+@dataclass
+class Analysis:
+    width: int
+    height: int
+    taken_at: str | None
+
+
+def exif_taken_at(exif: Image.Exif) -> str | None:
+    """DateTimeOriginal (else DateTime) as ISO 8601 local time, or None when absent or malformed."""
+    raw = exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.DateTimeOriginal) or exif.get(
+        ExifTags.Base.DateTime
+    )
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.strptime(raw.strip("\x00 "), "%Y:%m:%d %H:%M:%S").isoformat()
+    except ValueError:
+        return None
+
+
+def flatten_to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited onto white (transparent pixels are often black underneath)."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode(data: bytes, max_pixels: int, analysis_size: int) -> DecodedImage:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise DecodeError(
+                    f"{width}x{height} is more than the {max_pixels} pixels allowed (decompression-bomb limit)."
+                )
+            exif = image.getexif()
+            taken_at = exif_taken_at(exif)
+            # JPEG only: let libjpeg decode at 1/2, 1/4 or 1/8 scale, still at least analysis_size.
+            image.draft("RGB", (analysis_size, analysis_size))
+            upright = ImageOps.exif_transpose(image)
+            pixels = flatten_to_rgb(upright)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise DecodeError(f"Refused as a decompression bomb: {error}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise DecodeError(f"Cannot decode the image: {error}") from None
+    if exif.get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
+        width, height = height, width
+    pixels.thumbnail((analysis_size, analysis_size), Image.Resampling.BILINEAR)
+    return DecodedImage(pixels, width, height, taken_at)
+
+
+def write_thumbnail(pixels: Image.Image, path: Path, size: int) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves half a thumbnail."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    thumbnail = pixels.copy()
+    thumbnail.thumbnail((size, size), Image.Resampling.LANCZOS)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            thumbnail.save(f, "JPEG", quality=82)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+class Pipeline:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.thumbnails_dir = settings.data_dir / "thumbnails"
+        # Pillow's own bomb check must not be stricter than ours.
+        Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
+
+    def thumbnail_path(self, content_hash: str) -> Path:
+        return self.thumbnails_dir / content_hash[:2] / f"{content_hash}.jpg"
+
+    def analyse(self, data: bytes, content_hash: str) -> Analysis:
+        decoded = decode(data, self.settings.max_image_pixels, self.settings.analysis_size)
+        write_thumbnail(decoded.pixels, self.thumbnail_path(content_hash), self.settings.thumbnail_size)
+        return Analysis(decoded.width, decoded.height, decoded.taken_at)

@@ -1,0 +1,107 @@
+"""The running service: start and stop read as checklists, in one process with a few threads."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import threading
+from pathlib import Path
+
+from cheroot import wsgi
+
+from .api import Context, make_app
+from .config import Settings
+from .db import Database
+from .ingest import IngestWorker
+from .paths import LibraryRoots
+from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+TOKEN_FILE = "api-token"
+DATABASE_FILE = "appliance.db"
+
+
+def ensure_token(settings: Settings) -> Settings:
+    """Beyond loopback a token is required: use the configured one, else one stored in the data dir."""
+    if settings.api_token or settings.is_loopback:
+        return settings
+    path = settings.data_dir / TOKEN_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        token = path.read_text().strip()
+    else:
+        token = secrets.token_urlsafe(32)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        log.warning("generated an API token for listening on %s", settings.host)
+    log.warning("clients must send 'Authorization: Bearer TOKEN'; the token is in %s", path)
+    return settings.model_copy(update={"api_token": token})
+
+
+class Appliance:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.db: Database | None = None
+        self.worker: IngestWorker | None = None
+        self.http: wsgi.Server | None = None
+        self._http_thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self.http.bind_addr[1]
+
+    def start(self) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        settings = self.settings = ensure_token(settings)
+        self.db = Database(settings.data_dir / DATABASE_FILE)
+        roots = LibraryRoots(settings.library_roots)
+        for root in roots.roots:
+            if not root.is_dir():
+                log.warning("library root %s is not a readable folder", root)
+        self.worker = IngestWorker(self.db, Pipeline(settings))
+        self.worker.start()
+        context = Context(settings=settings, db=self.db, roots=roots, worker=self.worker)
+        self.http = wsgi.Server(
+            (settings.host, settings.port),
+            make_app(context),
+            numthreads=settings.server_threads,
+            server_name="appliance",
+            shutdown_timeout=5,
+        )
+        self.http.max_request_header_size = 64 * 1024
+        self.http.prepare()
+        self._http_thread = threading.Thread(target=self.http.serve, name="http", daemon=True)
+        self._http_thread.start()
+        log.info("serving on http://%s:%d", settings.host, self.port)
+
+    def stop(self) -> None:
+        if self.http is not None:
+            self.http.stop()  # stops accepting, lets requests in flight finish
+            self._http_thread.join(10)
+        if self.worker is not None:
+            self.worker.stop()  # finishes the image in hand
+        if self.db is not None:
+            self.db.close()
+        log.info("stopped")
+
+
+def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop cleanly."""
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    appliance = Appliance(settings)
+    try:
+        appliance.start()
+        stopping.wait()
+    finally:
+        appliance.stop()
+
+
+def database_path(data_dir: Path) -> Path:
+    return data_dir / DATABASE_FILE
