@@ -35,9 +35,7 @@ def add_images(db: Database, name: str, paths: Sequence[Path]) -> int:
         album_id = _album_id(conn, name)
         ids = {}
         for path in paths:
-            row = conn.execute(
-                "SELECT id FROM images WHERE path = ? AND status != 'failed'", (str(path),)
-            ).fetchone()
+            row = conn.execute("SELECT id FROM images WHERE path = ? AND status != 'failed'", (str(path),)).fetchone()
             if row:
                 ids[path] = row["id"]
         missing = [str(path) for path in paths if path not in ids]
@@ -50,8 +48,7 @@ def add_images(db: Database, name: str, paths: Sequence[Path]) -> int:
         for path in paths:
             position += 1
             cursor = conn.execute(
-                "INSERT INTO album_images (album_id, image_id, position) VALUES (?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
+                "INSERT INTO album_images (album_id, image_id, position) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (album_id, ids[path], position),
             )
             added += cursor.rowcount
@@ -62,8 +59,7 @@ def remove_image(db: Database, name: str, path: Path) -> None:
     with db.write() as conn:
         album_id = _album_id(conn, name)
         cursor = conn.execute(
-            "DELETE FROM album_images WHERE album_id = ?"
-            " AND image_id = (SELECT id FROM images WHERE path = ?)",
+            "DELETE FROM album_images WHERE album_id = ? AND image_id = (SELECT id FROM images WHERE path = ?)",
             (album_id, str(path)),
         )
         if cursor.rowcount == 0:

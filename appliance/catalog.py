@@ -50,9 +50,7 @@ def objects_of(db: Database, path: Path) -> dict:
             "SELECT label, score, x1, y1, x2, y2 FROM objects WHERE image_id = ? ORDER BY score DESC",
             (image["id"],),
         ).fetchall()
-    objects = [
-        {"label": r["label"], "score": r["score"], "box": [r["x1"], r["y1"], r["x2"], r["y2"]]} for r in rows
-    ]
+    objects = [{"label": r["label"], "score": r["score"], "box": [r["x1"], r["y1"], r["x2"], r["y2"]]} for r in rows]
     return {
         "classes": sorted({o["label"] for o in objects}),
         "objects": objects,
@@ -64,9 +62,7 @@ def objects_of(db: Database, path: Path) -> dict:
 def classes_by_image(db: Database) -> dict[str, list[str]]:
     """Every analysed image with its sorted class names (empty when nothing was found)."""
     with db.snapshot() as conn:
-        result = {
-            row[0]: [] for row in conn.execute("SELECT path FROM images WHERE status = 'done' ORDER BY path")
-        }
+        result = {row[0]: [] for row in conn.execute("SELECT path FROM images WHERE status = 'done' ORDER BY path")}
         for path, label in conn.execute(
             "SELECT DISTINCT images.path, objects.label FROM objects JOIN images ON images.id = objects.image_id"
             " WHERE images.status = 'done' ORDER BY images.path, objects.label"

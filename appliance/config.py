@@ -45,9 +45,7 @@ class Settings(BaseModel):
         None, min_length=16, description="Token clients send as 'Authorization: Bearer TOKEN'."
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted (413 above).")
-    max_image_pixels: int = Field(
-        120_000_000, ge=1, description="Images with more pixels fail as decompression bombs."
-    )
+    max_image_pixels: int = Field(120_000_000, ge=1, description="Images with more pixels fail as decompression bombs.")
     analysis_size: int = Field(
         1280, ge=320, description="Longest side, in pixels, of the decoded image the models see."
     )

@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 
 from . import jobs
 from .db import Database
@@ -110,9 +109,14 @@ def ingest_one(db: Database, pipeline: Pipeline, item: jobs.QueuedItem) -> None:
     ).fetchone()
     try:
         stat = os.stat(item.path)
-        if known and known["status"] == "done" and (known["size"], known["mtime_ns"]) == (
-            stat.st_size,
-            stat.st_mtime_ns,
+        if (
+            known
+            and known["status"] == "done"
+            and (known["size"], known["mtime_ns"])
+            == (
+                stat.st_size,
+                stat.st_mtime_ns,
+            )
         ):
             return store_unchanged(db, item, stat.st_size, stat.st_mtime_ns)
         stat, data = read_file(item.path)

@@ -34,9 +34,11 @@ def enqueue(db: Database, kind: str, paths: Sequence[Path], source: Path | None 
 
 
 def next_queued(db: Database) -> QueuedItem | None:
-    row = db.read().execute(
-        "SELECT id, job_id, path FROM job_items WHERE state = 'queued' ORDER BY id LIMIT 1"
-    ).fetchone()
+    row = (
+        db.read()
+        .execute("SELECT id, job_id, path FROM job_items WHERE state = 'queued' ORDER BY id LIMIT 1")
+        .fetchone()
+    )
     return QueuedItem(*row) if row else None
 
 
@@ -50,8 +52,7 @@ def finish_item(conn, item_id: int, error: str | None = None) -> None:
 
 def cancel_for_path(conn, path: str, reason: str) -> None:
     conn.execute(
-        f"UPDATE job_items SET state = 'failed', error = ?, finished_at = {NOW}"
-        " WHERE path = ? AND state = 'queued'",
+        f"UPDATE job_items SET state = 'failed', error = ?, finished_at = {NOW} WHERE path = ? AND state = 'queued'",
         (reason, path),
     )
 
@@ -61,9 +62,7 @@ def progress(db: Database, job_id: str, max_failures: int = 100) -> dict:
         job = conn.execute("SELECT id, kind, source, created_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if job is None:
             raise not_found(f"No job with id {job_id}.")
-        counts = dict(
-            conn.execute("SELECT state, count(*) FROM job_items WHERE job_id = ? GROUP BY state", (job_id,))
-        )
+        counts = dict(conn.execute("SELECT state, count(*) FROM job_items WHERE job_id = ? GROUP BY state", (job_id,)))
         failures = conn.execute(
             "SELECT path, error FROM job_items WHERE job_id = ? AND state = 'failed' ORDER BY id LIMIT ?",
             (job_id, max_failures),

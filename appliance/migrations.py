@@ -80,9 +80,7 @@ MIGRATIONS: list[tuple[str, str]] = [
 
 
 def applied(conn) -> list[str]:
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-    ).fetchone()
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone()
     if not exists:
         return []
     return [row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
@@ -91,8 +89,7 @@ def applied(conn) -> list[str]:
 def migrate(conn) -> list[str]:
     """Apply every migration not yet recorded; returns the names applied now."""
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations"
-        f" (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT {NOW})"
+        f"CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT {NOW})"
     )
     done = set(applied(conn))
     newly = []

@@ -91,7 +91,9 @@ def error_response(status: int, detail: str) -> bottle.HTTPResponse:
 
 def respond(status: int, model: BaseModel) -> bottle.HTTPResponse:
     """A response whose status differs from the route's usual one."""
-    return bottle.HTTPResponse(model.model_dump_json(exclude_unset=True), status, headers={"Content-Type": "application/json"})
+    return bottle.HTTPResponse(
+        model.model_dump_json(exclude_unset=True), status, headers={"Content-Type": "application/json"}
+    )
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -111,25 +113,31 @@ def check_token(expected: str | None, request: bottle.BaseRequest) -> None:
         raise ApiError(401, "Send the appliance's API token as 'Authorization: Bearer TOKEN'.")
 
 
-def read_json_body(request: bottle.BaseRequest, max_bytes: int) -> bytes:
-    """The raw body, after refusing oversize (from Content-Length, unread) and non-JSON bodies."""
-    if request.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+def is_chunked(request: bottle.BaseRequest) -> bool:
+    return "chunked" in request.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+
+
+def check_body_size(request: bottle.BaseRequest, max_bytes: int) -> None:
+    """Refuse an oversize body from its Content-Length, before anything reads it."""
+    if is_chunked(request):
         raise ApiError(411, "Send the request body with a Content-Length header, not chunked.")
-    length = request.content_length
-    if length > max_bytes:
-        raise ApiError(413, f"The request body is {length} bytes; the limit is {max_bytes}.")
+    if request.content_length > max_bytes:
+        raise ApiError(413, f"The request body is {request.content_length} bytes; the limit is {max_bytes}.")
+
+
+def read_json_body(request: bottle.BaseRequest) -> bytes:
     media_type = request.content_type.split(";")[0].strip().lower()
     if media_type != "application/json":
         raise ApiError(415, "Send the request body as JSON with 'Content-Type: application/json'.")
-    if length <= 0:
+    if request.content_length <= 0:
         raise ApiError(400, "The request body is empty; this route needs a JSON object.")
-    return request.environ["wsgi.input"].read(length)
+    return request.environ["wsgi.input"].read(request.content_length)
 
 
-def parse_request(route: Route, request: bottle.BaseRequest, url_args: dict, max_bytes: int) -> Any:
+def parse_request(route: Route, request: bottle.BaseRequest, url_args: dict) -> Any:
     try:
         if route.body is not None:
-            return route.body.model_validate_json(read_json_body(request, max_bytes))
+            return route.body.model_validate_json(read_json_body(request))
         if route.query is not None:
             return route.query.model_validate({**request.query, **url_args})
     except ValidationError as error:
@@ -150,12 +158,17 @@ def make_callback(route: Route, context: Any) -> Callable:
     def callback(**url_args: str) -> Any:
         request = bottle.request
         try:
+            check_body_size(request, settings.max_body_bytes)
             if route.needs_token:
                 check_token(settings.api_token, request)
-            parsed = parse_request(route, request, url_args, settings.max_body_bytes)
+            parsed = parse_request(route, request, url_args)
             result = route.handler(context, parsed) if parsed is not None else route.handler(context)
         except ApiError as error:
-            return error_response(error.status, error.detail)
+            refused = error_response(error.status, error.detail)
+            if is_chunked(request):
+                # Cheroot cannot skip an unread chunked body; the client must not reuse this connection.
+                refused.set_header("Connection", "close")
+            return refused
         if isinstance(result, bottle.HTTPResponse):
             return result
         bottle.response.status = route.status

@@ -1,0 +1,168 @@
+"""The contract's error rules over real HTTP: status, `{"detail": ...}` body, and nothing changed."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+
+import pytest
+
+from .conftest import PHOTOS
+
+BODY_ROUTES = [
+    ("POST", "/albums/create-album"),
+    ("DELETE", "/albums/delete-album"),
+    ("POST", "/albums/add-multiple-to-album"),
+    ("DELETE", "/albums/remove-from-album"),
+    ("PUT", "/albums/edit-album-description"),
+    ("POST", "/images/images"),
+    ("DELETE", "/images/delete-image"),
+    ("POST", "/images/add-folder"),
+]
+
+
+def assert_error(response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert list(body) == ["detail"] and isinstance(body["detail"], str) and body["detail"]
+    return body["detail"]
+
+
+def test_openapi_lists_exactly_the_body_routes_we_check(client):
+    document = client.get("/openapi.json").json()
+    with_body = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    }
+    assert with_body == set(BODY_ROUTES)
+
+
+@pytest.mark.parametrize("method,path", BODY_ROUTES)
+def test_every_body_route_refuses_bad_bodies_the_same_way(client, method, path):
+    client.post("/albums/create-album", json={"name": "Keep"})
+    before = client.snapshot()
+    headers = {"Content-Type": "application/json"}
+    assert "JSON" in assert_error(client.request(method, path, data=b"{not json", headers=headers), 400)
+    assert_error(client.request(method, path, data=b"[]", headers=headers), 400)
+    assert_error(client.request(method, path, data=b"{}", headers=headers), 400)
+    assert_error(client.request(method, path, data=b"", headers=headers), 400)
+    assert "JSON" in assert_error(
+        client.request(method, path, data=b"name=x", headers={"Content-Type": "text/plain"}), 415
+    )
+    assert_error(client.request(method, path, data=b"x" * (1024 * 1024 + 1), headers=headers), 413)
+    assert client.snapshot() == before
+
+
+def test_wrong_types_and_unknown_fields_are_400(client):
+    before = client.snapshot()
+    detail = assert_error(client.post("/images/images", json={"paths": "/not/a/list"}), 400)
+    assert "paths" in detail
+    assert_error(client.post("/images/images", json={"paths": [1, 2]}), 400)
+    assert_error(client.post("/images/images", json={"paths": []}), 400)
+    assert "Extra inputs" in assert_error(client.post("/albums/create-album", json={"name": "a", "colour": "red"}), 400)
+    assert_error(client.post("/albums/create-album", json={"name": 5}), 400)
+    assert_error(client.get("/images/all-images", params={"limit": "lots"}), 400)
+    assert_error(client.get("/images/all-images", params={"offset": "-1"}), 400)
+    assert client.snapshot() == before
+
+
+def test_413_is_decided_from_the_header_without_reading_the_body(client):
+    host, port = client.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("POST", "/images/images")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(50 * 1024 * 1024))
+    conn.endheaders()  # no body is ever sent: the answer must come from the header alone
+    response = conn.getresponse()
+    assert response.status == 413
+    assert "limit" in json.loads(response.read())["detail"]
+    conn.close()
+
+
+def test_body_limit_is_configurable(start_appliance):
+    client = start_appliance(max_body_bytes=2048)
+    paths = [str(PHOTOS / "cat.png")] * 100
+    assert_error(client.post("/images/images", json={"paths": paths}), 413)
+
+
+def test_chunked_bodies_are_refused(client):
+    def chunks():
+        yield b'{"name": "chunked"}'
+
+    assert_error(client.post("/albums/create-album", data=chunks(), headers={"Content-Type": "application/json"}), 411)
+    assert client.get("/albums/view-all").json() == {"albums": []}
+
+
+def test_unknown_routes_and_methods_answer_json(client):
+    assert "No such route" in assert_error(client.get("/nope"), 404)
+    assert_error(client.put("/albums/view-all"), 405)
+
+
+def test_paths_outside_the_roots_are_403(client, library, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes((PHOTOS / "zidane.jpg").read_bytes())
+    os.symlink(outside / "secret.jpg", library / "link.jpg")
+    os.symlink(outside, library / "linked-dir")
+    client.post("/albums/create-album", json={"name": "A"})
+    before = client.snapshot()
+
+    dotdot = str(library / ".." / "outside" / "secret.jpg")
+    for raw in [dotdot, str(library / "link.jpg"), str(library / "linked-dir" / "secret.jpg"), "/etc/passwd"]:
+        assert "outside the library" in assert_error(client.post("/images/images", json={"paths": [raw]}), 403)
+        assert_error(client.delete("/images/delete-image", json={"path": raw}), 403)
+        assert_error(client.get("/images/class-ids", params={"path": raw}), 403)
+        assert_error(client.post("/albums/add-multiple-to-album", json={"album_name": "A", "paths": [raw]}), 403)
+        assert_error(client.delete("/albums/remove-from-album", json={"album_name": "A", "path": raw}), 403)
+    for folder in [str(library / ".."), str(library / "linked-dir"), "/"]:
+        assert_error(client.post("/images/add-folder", json={"folder_path": folder}), 403)
+    # one bad path among good ones refuses the whole request
+    good = str(PHOTOS / "cat.png")
+    assert_error(client.post("/images/images", json={"paths": [good, dotdot]}), 403)
+    assert_error(client.post("/images/images", json={"paths": ["relative/cat.png"]}), 400)
+    assert client.snapshot() == before
+
+
+def test_folder_scan_skips_links_that_leave_the_roots(client, library, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes((PHOTOS / "zidane.jpg").read_bytes())
+    os.symlink(outside / "secret.jpg", library / "link.jpg")
+    os.symlink(outside, library / "linked-dir")
+    (library / "real.jpg").write_bytes((PHOTOS / "zidane.jpg").read_bytes())
+    progress = client.ingest(library)
+    assert progress["total"] == 1
+    assert client.get("/images/all-images").json()["images"] == [str(library / "real.jpg")]
+
+
+def test_token_guards_every_route_but_health(start_appliance):
+    token = "t0ken-with-enough-length"
+    client = start_appliance(api_token=token)
+    client.session.headers.pop("Authorization")
+    assert client.get("/health").status_code == 200
+    assert client.get("/openapi.json").status_code == 200
+    before = client.snapshot()
+    assert "token" in assert_error(client.get("/images/all-images"), 401)
+    assert_error(client.post("/albums/create-album", json={"name": "x"}), 401)
+    assert_error(client.get("/albums/view-all", headers={"Authorization": "Bearer wrong-token-value"}), 401)
+    assert_error(client.get("/albums/view-all", headers={"Authorization": token}), 401)
+    assert client.snapshot() == before
+    assert client.get("/albums/view-all", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_openapi_documents_every_route_and_error(client):
+    document = client.get("/openapi.json").json()
+    operations = [(path, method, op) for path, ops in document["paths"].items() for method, op in ops.items()]
+    assert len(operations) == 16
+    assert document["paths"]["/images/jobs/{job_id}"]["get"]["parameters"][0]["in"] == "path"
+    for _path, _method, operation in operations:
+        for status, response in operation["responses"].items():
+            if int(status) >= 400:
+                assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert "401" in document["paths"]["/albums/view-all"]["get"]["responses"]
+    assert "401" not in document["paths"]["/health"]["get"]["responses"]
+    assert "409" in document["paths"]["/albums/create-album"]["post"]["responses"]
