@@ -166,7 +166,6 @@ class ServerProcess:
         raise AssertionError(f"server did not answer in {timeout}s: {self.output()}")
 
     def output(self) -> str:
-        self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
