@@ -95,7 +95,9 @@ def view_all(db: Database) -> list[dict]:
             }
             for row in conn.execute("SELECT id, name, description, created_at FROM albums ORDER BY name")
         }
-        members = conn.execute(
+        members = conn.cursor()
+        members.row_factory = None  # plain tuples: this can be every photo of every album
+        members.execute(
             "SELECT album_id, images.path FROM album_images JOIN images ON images.id = album_images.image_id"
             " ORDER BY album_id, position"
         )

@@ -55,6 +55,8 @@ class Database:
         self._local = threading.local()
         self._readers: list = []
         self._readers_lock = threading.Lock()
+        # Bumped by every committed write: readers compare it to know a cached answer is stale.
+        self.generation = 0
 
     @property
     def errors(self):
@@ -91,6 +93,7 @@ class Database:
                 self._writer.execute("ROLLBACK")
                 raise
             self._writer.execute("COMMIT")
+            self.generation += 1
 
     def versions(self) -> dict[str, str]:
         sqlite_version, vec_version = self.read().execute("SELECT sqlite_version(), vec_version()").fetchone()

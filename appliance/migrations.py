@@ -23,6 +23,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             analysed_at TEXT
         );
         CREATE INDEX images_by_hash ON images (content_hash);
+        -- Covers the library listing (path order, filtered by status) without touching the table.
+        CREATE INDEX images_listing ON images (path, status);
 
         CREATE TABLE albums (
             id INTEGER PRIMARY KEY,
@@ -34,7 +36,9 @@ MIGRATIONS: list[tuple[str, str]] = [
             album_id INTEGER NOT NULL REFERENCES albums (id) ON DELETE CASCADE,
             image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
-            PRIMARY KEY (album_id, image_id)
+            -- Stored in album order, so listing an album needs no sort.
+            PRIMARY KEY (album_id, position),
+            UNIQUE (album_id, image_id)
         ) WITHOUT ROWID;
         CREATE INDEX album_images_by_image ON album_images (image_id);
 

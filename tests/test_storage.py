@@ -6,11 +6,10 @@ import sqlite3
 import types
 
 import pytest
+import sqlean
 
 from appliance.db import Database, connect, sqlite_module
 from appliance.migrations import MIGRATIONS, applied
-
-import sqlean
 
 DRIVERS = [sqlean] + ([sqlite3] if hasattr(sqlite3.Connection, "enable_load_extension") else [])
 

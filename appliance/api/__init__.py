@@ -13,7 +13,7 @@ from ..ingest import IngestWorker
 from ..paths import LibraryRoots
 from . import albums, health, images
 from .openapi import openapi_document
-from .routing import Route, json_error_page, make_callback
+from .routing import ResponseCache, Route, json_error_page, make_callback
 
 ROUTES: list[Route] = health.routes.routes + albums.routes.routes + images.routes.routes
 
@@ -27,6 +27,10 @@ class Context:
     roots: LibraryRoots
     worker: IngestWorker
     openapi: dict = field(default_factory=lambda: openapi_document(ROUTES, __version__))
+    cache: ResponseCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cache = ResponseCache(self.db)
 
 
 def make_app(context: Context) -> bottle.Bottle:

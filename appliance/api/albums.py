@@ -107,7 +107,7 @@ def edit_album_description(ctx, req: EditDescription) -> Message:
     return Message(message=f"Description of album '{req.name}' updated")
 
 
-@routes.get("/albums/view-all", response=AllAlbums)
+@routes.get("/albums/view-all", response=AllAlbums, cached=True)
 def view_all(ctx) -> AllAlbums:
     """Every album with its photos."""
     return AllAlbums(albums=albums.view_all(ctx.db))

@@ -86,7 +86,7 @@ class JobProgress(BaseModel):
     failures: list[JobFailure] = Field(description="The first 100 failed files with their reasons.")
 
 
-@routes.get("/images/all-images", query=PageQuery, response=ImageList)
+@routes.get("/images/all-images", query=PageQuery, response=ImageList, cached=True)
 def all_images(ctx, req: PageQuery) -> ImageList:
     """Every indexed image, sorted by path; paged with offset and limit."""
     paths, total = catalog.all_paths(ctx.db, req.offset, req.limit)
@@ -136,7 +136,7 @@ def delete_image(ctx, req: DeleteImage) -> Message:
     return Message(message=f"Image {path} removed from the index")
 
 
-@routes.get("/images/all-image-objects", response=AllImageObjects)
+@routes.get("/images/all-image-objects", response=AllImageObjects, cached=True)
 def all_image_objects(ctx) -> AllImageObjects:
     """The object classes of every analysed image."""
     return AllImageObjects(data=catalog.classes_by_image(ctx.db))

@@ -54,6 +54,7 @@ class Route:
     status: int = 200
     errors: tuple[int, ...] = ()
     needs_token: bool = True
+    cached: bool = False  # a read whose rendered body can be reused until the next database write
 
     @property
     def bottle_path(self) -> str:
@@ -152,6 +153,28 @@ def render(result: Any) -> str:
     return json.dumps(result)
 
 
+class ResponseCache:
+    """Rendered bodies of read-only routes, keyed by URL and valid until the database's next write."""
+
+    def __init__(self, db: Any, max_entries: int = 64):
+        self.db = db
+        self.max_entries = max_entries
+        self.generation = -1
+        self.entries: dict[str, str] = {}
+
+    def get_or_render(self, key: str, render_body: Callable[[], str]) -> str:
+        generation = self.db.generation
+        if generation != self.generation:
+            self.entries, self.generation = {}, generation
+        body = self.entries.get(key)
+        if body is None:
+            body = render_body()
+            if len(self.entries) >= self.max_entries:
+                self.entries.pop(next(iter(self.entries)), None)  # oldest first
+            self.entries[key] = body
+        return body
+
+
 def make_callback(route: Route, context: Any) -> Callable:
     settings = context.settings
 
@@ -162,18 +185,26 @@ def make_callback(route: Route, context: Any) -> Callable:
             if route.needs_token:
                 check_token(settings.api_token, request)
             parsed = parse_request(route, request, url_args)
-            result = route.handler(context, parsed) if parsed is not None else route.handler(context)
+
+            def run() -> Any:
+                return route.handler(context, parsed) if parsed is not None else route.handler(context)
+
+            if route.cached:
+                body = context.cache.get_or_render(request.fullpath + "?" + request.query_string, lambda: render(run()))
+            else:
+                result = run()
+                if isinstance(result, bottle.HTTPResponse):
+                    return result
+                body = render(result)
         except ApiError as error:
             refused = error_response(error.status, error.detail)
             if is_chunked(request):
                 # Cheroot cannot skip an unread chunked body; the client must not reuse this connection.
                 refused.set_header("Connection", "close")
             return refused
-        if isinstance(result, bottle.HTTPResponse):
-            return result
         bottle.response.status = route.status
         bottle.response.content_type = "application/json"
-        return render(result)
+        return body
 
     return callback
 
