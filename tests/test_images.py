@@ -170,3 +170,14 @@ def test_add_folder_refuses_files_and_missing_folders(client, library):
     response = client.post("/images/add-folder", json={"folder_path": str(library / "missing")})
     assert response.status_code == 400
     assert client.snapshot() == before
+
+
+def test_health_reports_versions_and_counts(client, library):
+    make_images(library, 3)
+    client.ingest(library)
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["version"]
+    assert health["storage"]["sqlite_vec"].startswith("v") and health["storage"]["sqlite"].startswith("3.")
+    assert health["images"] == {"pending": 0, "done": 3, "failed": 0}
+    assert health["queue"] == {"queued": 0, "done": 3, "failed": 0}
+    assert health["worker"]["running"] is True and health["worker"]["current_path"] is None
