@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 ENV_PREFIX = "APPLIANCE_"
 
@@ -43,6 +39,21 @@ class Settings(BaseModel):
     )
     api_token: str | None = Field(
         None, min_length=16, description="Token clients send as 'Authorization: Bearer TOKEN'."
+    )
+    accelerator: Literal["auto", "cpu", "edgetpu"] = Field(
+        "auto", description="auto: the Edge TPU when its delegate loads, else the CPU; edgetpu: require it."
+    )
+    detector: Literal["yolov8n", "ssd_mobilenet_v1"] = Field(
+        "yolov8n", description="Object detector: yolov8n (AGPL-3.0) or ssd_mobilenet_v1 (Apache-2.0)."
+    )
+    object_threshold: float | None = Field(
+        None, gt=0, lt=1, description="Lowest score stored for an object; defaults to the detector's calibrated one."
+    )
+    ingest_workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Images analysed at once, each worker with its own interpreters (default: cores).",
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted (413 above).")
     max_image_pixels: int = Field(120_000_000, ge=1, description="Images with more pixels fail as decompression bombs.")

@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from . import jobs
 from .db import Database
@@ -80,6 +83,10 @@ def store_analysis(
                 "UPDATE images SET width = ?, height = ?, taken_at = ? WHERE id = ?",
                 (analysis.width, analysis.height, analysis.taken_at, image_id),
             )
+            conn.executemany(
+                "INSERT INTO objects (image_id, label, score, x1, y1, x2, y2) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(image_id, o.label, o.score, *o.box) for o in analysis.objects],
+            )
         conn.execute(
             "UPDATE images SET size = ?, mtime_ns = ?, content_hash = ?, status = 'done', error = NULL,"
             f" analysed_at = {NOW} WHERE id = ?",
@@ -101,7 +108,27 @@ def read_file(path: str) -> tuple[os.stat_result, bytes]:
         raise IngestFailure(f"Cannot read the file: {error.strerror or error}.") from None
 
 
-def ingest_one(db: Database, pipeline: Pipeline, item: jobs.QueuedItem) -> None:
+class ContentLocks:
+    """One analysis per content hash at a time, so byte-identical files met by two workers are analysed once."""
+
+    def __init__(self) -> None:
+        self._busy: set[str] = set()
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, digest: str) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: digest not in self._busy)
+            self._busy.add(digest)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy.discard(digest)
+                self._changed.notify_all()
+
+
+def ingest_one(db: Database, pipeline: Pipeline, locks: ContentLocks, item: jobs.QueuedItem) -> None:
     """Analyse one queued file unless it is unchanged or a byte-identical copy was already analysed."""
     conn = db.read()
     known = conn.execute(
@@ -127,67 +154,113 @@ def ingest_one(db: Database, pipeline: Pipeline, item: jobs.QueuedItem) -> None:
     digest = hashlib.sha256(data).hexdigest()
     if known and known["status"] == "done" and known["content_hash"] == digest:
         return store_unchanged(db, item, stat.st_size, stat.st_mtime_ns)
-    donor = conn.execute(
-        "SELECT id FROM images WHERE content_hash = ? AND status = 'done' AND path != ? LIMIT 1",
-        (digest, item.path),
-    ).fetchone()
-    if donor is not None:
-        return store_analysis(db, item, stat.st_size, stat.st_mtime_ns, digest, None, donor["id"])
-    try:
-        analysis = pipeline.analyse(data, digest)
-    except DecodeError as error:
-        return store_failure(db, item, str(error))
-    store_analysis(db, item, stat.st_size, stat.st_mtime_ns, digest, analysis)
+    with locks.hold(digest):
+        donor = conn.execute(
+            "SELECT id FROM images WHERE content_hash = ? AND status = 'done' AND path != ? LIMIT 1",
+            (digest, item.path),
+        ).fetchone()
+        if donor is not None:
+            return store_analysis(db, item, stat.st_size, stat.st_mtime_ns, digest, None, donor["id"])
+        try:
+            analysis = pipeline.analyse(data, digest)
+        except DecodeError as error:
+            return store_failure(db, item, str(error))
+        store_analysis(db, item, stat.st_size, stat.st_mtime_ns, digest, analysis)
 
 
-class IngestWorker:
-    """One thread owns the pipeline; `busy_since` lets /health tell a stuck image from an idle queue."""
+class IngestWorkers:
+    """A feeder thread hands queued items to N analysis threads; each owns its pipeline's interpreters.
 
-    def __init__(self, db: Database, pipeline: Pipeline, idle_poll_seconds: float = 5.0):
+    `busy` maps each analysis thread to the file in hand and when it started, so /health can tell a stuck
+    image from an idle queue.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        make_pipeline: Callable[[], Pipeline],
+        workers: int,
+        idle_poll_seconds: float = 5.0,
+    ):
         self.db = db
-        self.pipeline = pipeline
+        self.make_pipeline = make_pipeline
         self.idle_poll_seconds = idle_poll_seconds
-        self.busy_since: float | None = None
-        self.current_path: str | None = None
+        self.workers = workers
+        self.busy: dict[str, tuple[str, float]] = {}
+        self._locks = ContentLocks()
+        self._handoff: queue.Queue[jobs.QueuedItem | None] = queue.Queue(maxsize=workers)
+        self._analysers: list[threading.Thread] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self._feeder = threading.Thread(target=self._feed, name="ingest-feed", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        # Build every pipeline first: a model that fails to open stops start-up, not a thread later.
+        pipelines = [self.make_pipeline() for _ in range(self.workers)]
+        self._analysers = [
+            threading.Thread(target=self._analyse, args=(pipeline,), name=f"ingest-{n}", daemon=True)
+            for n, pipeline in enumerate(pipelines)
+        ]
+        for thread in self._analysers:
+            thread.start()
+        self._feeder.start()
 
     def notify(self) -> None:
         """New work was queued: stop waiting."""
         self._wake.set()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Finish the image in hand, then stop."""
+    def stop(self) -> None:
+        """Finish the images in hand, leave the rest queued, then stop."""
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        if self._feeder.is_alive():
+            self._feeder.join()
+        while True:  # items handed over but not started stay queued in the database
+            try:
+                self._handoff.get_nowait()
+            except queue.Empty:
+                break
+        for thread in self._analysers:
+            if thread.is_alive():
+                self._handoff.put(None)
+        for thread in self._analysers:
+            if thread.is_alive():
+                thread.join()
 
     def status(self) -> dict:
-        busy_since = self.busy_since
+        now = time.monotonic()
         return {
-            "running": self._thread.is_alive(),
-            "current_path": self.current_path,
-            "busy_seconds": None if busy_since is None else round(time.monotonic() - busy_since, 3),
+            "workers": self.workers,
+            "running": bool(self._analysers) and all(thread.is_alive() for thread in self._analysers),
+            "busy": [{"path": path, "seconds": round(now - since, 3)} for path, since in list(self.busy.values())],
         }
 
-    def _run(self) -> None:
+    def _feed(self) -> None:
+        last_id = 0
         while not self._stop.is_set():
-            item = jobs.next_queued(self.db)
-            if item is None:
+            items = jobs.queued_after(self.db, last_id, limit=self.workers * 4)
+            if not items:
                 self._wake.wait(self.idle_poll_seconds)
                 self._wake.clear()
                 continue
-            self.current_path, self.busy_since = item.path, time.monotonic()
+            for item in items:
+                while not self._stop.is_set():
+                    try:
+                        self._handoff.put(item, timeout=0.2)
+                        last_id = item.id
+                        break
+                    except queue.Full:
+                        continue
+
+    def _analyse(self, pipeline: Pipeline) -> None:
+        name = threading.current_thread().name
+        while (item := self._handoff.get()) is not None:
+            self.busy[name] = (item.path, time.monotonic())
             try:
-                ingest_one(self.db, self.pipeline, item)
+                ingest_one(self.db, pipeline, self._locks, item)
             except Exception:
                 # A bug must not wedge the queue on one file: record it against that file and go on.
                 log.exception("ingest of %s failed unexpectedly", item.path)
                 store_failure(self.db, item, "Internal error while analysing this image; see the log.")
             finally:
-                self.current_path, self.busy_since = None, None
+                self.busy.pop(name, None)

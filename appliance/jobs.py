@@ -33,13 +33,17 @@ def enqueue(db: Database, kind: str, paths: Sequence[Path], source: Path | None 
     return job_id
 
 
-def next_queued(db: Database) -> QueuedItem | None:
-    row = (
+def queued_after(db: Database, last_id: int, limit: int) -> list[QueuedItem]:
+    """The next queued items in queue order; ids only grow, so `last_id` marks what was handed out."""
+    rows = (
         db.read()
-        .execute("SELECT id, job_id, path FROM job_items WHERE state = 'queued' ORDER BY id LIMIT 1")
-        .fetchone()
+        .execute(
+            "SELECT id, job_id, path FROM job_items WHERE state = 'queued' AND id > ? ORDER BY id LIMIT ?",
+            (last_id, limit),
+        )
+        .fetchall()
     )
-    return QueuedItem(*row) if row else None
+    return [QueuedItem(*row) for row in rows]
 
 
 def finish_item(conn, item_id: int, error: str | None = None) -> None:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 from PIL import ExifTags, Image, ImageOps
 
-from .config import Settings
+from .config import Settings, resolve_models_dir
+from .infer.detector import DETECTORS, Detection, ObjectDetector, labels_from_model
+from .infer.runtime import RUNTIME, ModelLoader
+from .models import load_manifest
 
 # decode() checks the configured limit itself, from the header, before any pixel is decoded;
 # Pillow's process-wide default would otherwise override the setting.
@@ -38,6 +41,7 @@ class Analysis:
     width: int
     height: int
     taken_at: str | None
+    objects: list[Detection]
 
 
 def exif_taken_at(exif: Image.Exif) -> str | None:
@@ -102,14 +106,48 @@ def write_thumbnail(pixels: Image.Image, path: Path, size: int) -> None:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.thumbnails_dir = settings.data_dir / "thumbnails"
+    """One worker's analysis of one image: its own interpreters, the stages in order."""
 
-    def thumbnail_path(self, content_hash: str) -> Path:
-        return self.thumbnails_dir / content_hash[:2] / f"{content_hash}.jpg"
+    def __init__(self, settings: Settings, thumbnails_dir: Path, detector: ObjectDetector, object_threshold: float):
+        self.settings = settings
+        self.thumbnails_dir = thumbnails_dir
+        self.detector = detector
+        self.object_threshold = object_threshold
 
     def analyse(self, data: bytes, content_hash: str) -> Analysis:
         decoded = decode(data, self.settings.max_image_pixels, self.settings.analysis_size)
-        write_thumbnail(decoded.pixels, self.thumbnail_path(content_hash), self.settings.thumbnail_size)
-        return Analysis(decoded.width, decoded.height, decoded.taken_at)
+        write_thumbnail(decoded.pixels, thumbnail_path(self.thumbnails_dir, content_hash), self.settings.thumbnail_size)
+        objects = self.detector.detect(decoded.pixels, self.object_threshold)
+        return Analysis(decoded.width, decoded.height, decoded.taken_at, objects)
+
+
+def thumbnail_path(thumbnails_dir: Path, content_hash: str) -> Path:
+    return thumbnails_dir / content_hash[:2] / f"{content_hash}.jpg"
+
+
+class PipelineFactory:
+    """Checks every model once at start-up (file, sha256, accelerator), then builds a Pipeline per worker."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.models_dir = resolve_models_dir(settings)
+        manifest = load_manifest()
+        # One thread per interpreter: images are analysed in parallel instead, which scales better.
+        self.loader = ModelLoader(self.models_dir, settings.accelerator, threads=1)
+        self.detector_spec = manifest[settings.detector]
+        self.loader.prepare(self.detector_spec)
+        self.detector_class = DETECTORS[settings.detector]
+        self.detector_labels = labels_from_model(self.models_dir / self.detector_spec.file)
+        self.object_threshold = settings.object_threshold or self.detector_class.default_threshold
+
+    def __call__(self) -> Pipeline:
+        detector = self.detector_class(self.loader.open(self.detector_spec), self.detector_labels)
+        return Pipeline(self.settings, self.settings.data_dir / "thumbnails", detector, self.object_threshold)
+
+    def describe(self) -> dict:
+        return {
+            "runtime": RUNTIME,
+            "models_dir": str(self.models_dir),
+            "accelerators": self.loader.accelerators(),
+            "object_threshold": self.object_threshold,
+        }

@@ -7,16 +7,16 @@ import os
 import secrets
 import signal
 import threading
-from pathlib import Path
 
 from cheroot import wsgi
 
 from .api import Context, make_app
 from .config import Settings
 from .db import Database
-from .ingest import IngestWorker
+from .ingest import IngestWorkers
+from .models import ModelError
 from .paths import LibraryRoots
-from .pipeline import Pipeline
+from .pipeline import PipelineFactory
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Appliance:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.db: Database | None = None
-        self.worker: IngestWorker | None = None
+        self.worker: IngestWorkers | None = None
         self.http: wsgi.Server | None = None
         self._http_thread: threading.Thread | None = None
 
@@ -58,14 +58,15 @@ class Appliance:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         settings = self.settings = ensure_token(settings)
+        pipelines = PipelineFactory(settings)  # verifies every model file: a bad one stops start-up here
         self.db = Database(settings.data_dir / DATABASE_FILE)
         roots = LibraryRoots(settings.library_roots)
         for root in roots.roots:
             if not root.is_dir():
                 log.warning("library root %s is not a readable folder", root)
-        self.worker = IngestWorker(self.db, Pipeline(settings))
+        self.worker = IngestWorkers(self.db, pipelines, settings.ingest_workers or os.cpu_count() or 1)
         self.worker.start()
-        context = Context(settings=settings, db=self.db, roots=roots, worker=self.worker)
+        context = Context(settings=settings, db=self.db, roots=roots, worker=self.worker, models=pipelines.describe())
         self.http = wsgi.Server(
             (settings.host, settings.port),
             make_app(context),
@@ -99,9 +100,7 @@ def serve(settings: Settings) -> None:
     try:
         appliance.start()
         stopping.wait()
+    except ModelError as error:
+        raise SystemExit(f"appliance: {error}") from None
     finally:
         appliance.stop()
-
-
-def database_path(data_dir: Path) -> Path:
-    return data_dir / DATABASE_FILE

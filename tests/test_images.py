@@ -172,7 +172,8 @@ def test_add_folder_refuses_files_and_missing_folders(client, library):
     assert client.snapshot() == before
 
 
-def test_health_reports_versions_and_counts(client, library):
+def test_health_reports_versions_and_counts(start_appliance, library):
+    client = start_appliance(ingest_workers=2)
     make_images(library, 3)
     client.ingest(library)
     health = client.get("/health").json()
@@ -180,4 +181,6 @@ def test_health_reports_versions_and_counts(client, library):
     assert health["storage"]["sqlite_vec"].startswith("v") and health["storage"]["sqlite"].startswith("3.")
     assert health["images"] == {"pending": 0, "done": 3, "failed": 0}
     assert health["queue"] == {"queued": 0, "done": 3, "failed": 0}
-    assert health["worker"]["running"] is True and health["worker"]["current_path"] is None
+    assert health["worker"] == {"workers": 2, "running": True, "busy": []}
+    assert health["models"]["accelerators"] == {"yolov8n": "cpu"}
+    assert health["models"]["runtime"] == "ai-edge-litert"

@@ -9,7 +9,7 @@ import bottle
 from .. import __version__
 from ..config import Settings
 from ..db import Database
-from ..ingest import IngestWorker
+from ..ingest import IngestWorkers
 from ..paths import LibraryRoots
 from . import albums, health, images
 from .openapi import openapi_document
@@ -25,7 +25,8 @@ class Context:
     settings: Settings
     db: Database
     roots: LibraryRoots
-    worker: IngestWorker
+    worker: IngestWorkers
+    models: dict
     openapi: dict = field(default_factory=lambda: openapi_document(ROUTES, __version__))
     cache: ResponseCache = field(init=False)
 

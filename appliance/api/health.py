@@ -20,6 +20,7 @@ class Health(BaseModel):
     images: dict[str, int]
     queue: dict[str, int]
     worker: dict
+    models: dict
 
 
 @routes.get("/health", response=Health, needs_token=False)
@@ -33,6 +34,7 @@ def health(ctx) -> Health:
         images=catalog.status_counts(ctx.db),
         queue=jobs.queue_counts(ctx.db),
         worker=ctx.worker.status(),
+        models=ctx.models,
     )
 
 

@@ -1,0 +1,104 @@
+"""The model manifest (models/manifest.toml): which files the appliance uses, verifying and fetching them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+MANIFEST_PATH = Path(__file__).resolve().parent.parent / "models" / "manifest.toml"
+
+
+class ModelError(Exception):
+    """A model cannot be used; the message names the file and what to do. Stops start-up."""
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    role: str
+    file: str
+    sha256: str
+    edgetpu_file: str | None = None
+    edgetpu_sha256: str | None = None
+    licence: str
+    input: str
+    output: str
+    labels: str = ""
+    source: str
+    url: str = ""
+
+    def variants(self, edgetpu: bool) -> tuple[str, str]:
+        if edgetpu and self.edgetpu_file and self.edgetpu_sha256:
+            return self.edgetpu_file, self.edgetpu_sha256
+        return self.file, self.sha256
+
+
+def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, ModelSpec]:
+    with open(path, "rb") as f:
+        entries = tomllib.load(f)["models"]
+    return {name: ModelSpec(name=name, **entry) for name, entry in entries.items()}
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def verified_path(spec: ModelSpec, models_dir: Path, edgetpu: bool = False) -> Path:
+    """The model file's path once it is there and matches the manifest; else ModelError naming it."""
+    relative, expected = spec.variants(edgetpu)
+    path = models_dir / relative
+    if not path.is_file():
+        raise ModelError(
+            f"model file missing: {path} (model '{spec.name}'). Copy it there, run `appliance models fetch`,"
+            " or point models_dir at the folder that holds it."
+        )
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ModelError(
+            f"model file {path} does not match the manifest (sha256 {actual[:12]}..., expected {expected[:12]}...):"
+            " replace it with the file the manifest names."
+        )
+    return path
+
+
+def status(spec: ModelSpec, models_dir: Path) -> str:
+    try:
+        verified_path(spec, models_dir)
+    except ModelError as error:
+        return "missing" if "missing" in str(error) else "bad checksum"
+    return "ok"
+
+
+def fetch(spec: ModelSpec, models_dir: Path, timeout: float = 30) -> str:
+    """Download one model unless it is already there and intact; returns a line saying what happened."""
+    target = models_dir / spec.file
+    if status(spec, models_dir) == "ok":
+        return f"{spec.name}: already present and verified"
+    if not spec.url:
+        return f"{spec.name}: no public download; copy {spec.file} into {models_dir} by hand"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=timeout) as response:
+            while chunk := response.read(1 << 16):
+                out.write(chunk)
+        actual = sha256_of(Path(tmp))
+        if actual != spec.sha256:
+            return f"{spec.name}: downloaded file has sha256 {actual[:12]}..., not the manifest's; not installed"
+        os.replace(tmp, target)
+        return f"{spec.name}: downloaded and verified"
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        reason = getattr(error, "reason", error)
+        return f"{spec.name}: download failed ({reason}); check the network or copy {spec.file} by hand"
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
