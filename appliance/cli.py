@@ -34,7 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting(serve, "models_dir", type=Path)
     _add_setting(serve, "api_token")
     _add_setting(serve, "max_body_bytes", type=int)
+    _add_setting(serve, "accelerator", choices=["auto", "cpu", "edgetpu"])
+    _add_setting(serve, "detector", choices=["yolov8n", "ssd_mobilenet_v1"])
+    _add_setting(serve, "object_threshold", type=float)
+    _add_setting(serve, "ingest_workers", type=int)
     serve.set_defaults(handler=run_serve)
+
+    models = commands.add_parser("models", help="List or download the model files.")
+    models.add_argument("--config", type=Path, help="TOML config file [env APPLIANCE_CONFIG]")
+    _add_setting(models, "models_dir", type=Path)
+    models.add_argument("action", choices=["list", "fetch"], help="list: what is there; fetch: download what is not")
+    models.set_defaults(handler=run_models)
     return parser
 
 
@@ -43,6 +53,25 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     serve(settings)
     return 0
+
+
+def run_models(args: argparse.Namespace, settings: Settings) -> int:
+    from .config import resolve_models_dir
+    from .models import fetch, load_manifest, status
+
+    models_dir = resolve_models_dir(settings)
+    print(f"models dir: {models_dir}")
+    failed = 0
+    for spec in load_manifest().values():
+        if args.action == "list":
+            state = status(spec, models_dir)
+            print(f"{spec.name:<24}{spec.role:<15}{state:<14}{spec.file}  [{spec.licence}]")
+        else:
+            line = fetch(spec, models_dir)
+            print(line)
+            state = status(spec, models_dir)
+        failed += state != "ok"
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> None:

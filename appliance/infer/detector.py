@@ -126,7 +126,7 @@ class YoloDetector(ObjectDetector):
 class SsdDetector(ObjectDetector):
     """SSD MobileNet v1: stretched input, post-processing (NMS included) built into the model."""
 
-    default_threshold = 0.50
+    default_threshold = 0.47
 
     def detect(self, image: Image.Image, threshold: float) -> list[Detection]:
         resized = image.resize((self.width, self.height), Image.Resampling.BILINEAR)
