@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import stat
@@ -125,6 +126,7 @@ def test_env_and_config_file_configure_the_server(run_server, tmp_path):
 
 def test_start_stop_leaves_no_threads_or_files_behind(tmp_path):
     def counts():
+        gc.collect()  # objects left by earlier tests may still hold files
         return threading.active_count(), len(os.listdir("/proc/self/fd"))
 
     def cycle(i):
@@ -139,4 +141,5 @@ def test_start_stop_leaves_no_threads_or_files_behind(tmp_path):
     for i in range(15):
         cycle(i)
     time.sleep(0.2)
-    assert counts() == before
+    threads, files = counts()
+    assert threads <= before[0] and files <= before[1], (before, (threads, files))
