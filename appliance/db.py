@@ -32,8 +32,6 @@ def connect(path: Path | str, module: ModuleType | None = None):
     conn.row_factory = module.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
-    # FULL: an acknowledged write survives a power cut, not just a crash.
-    conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.enable_load_extension(True)
     try:
@@ -83,9 +81,14 @@ class Database:
             conn.execute("COMMIT")
 
     @contextmanager
-    def write(self) -> Iterator:
-        """One write transaction; any exception rolls it back and propagates."""
+    def write(self, durable: bool = True) -> Iterator:
+        """One write transaction; any exception rolls it back and propagates.
+
+        durable: fsync at commit, so what a client was told survives a power cut. Work that is redone
+        anyway when lost (an analysis result, whose queue item stays queued with it) can skip that.
+        """
         with self._write_lock:
+            self._writer.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield self._writer

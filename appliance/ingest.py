@@ -30,7 +30,7 @@ class IngestFailure(Exception):
 
 
 def store_failure(db: Database, item: jobs.QueuedItem, reason: str) -> None:
-    with db.write() as conn:
+    with db.write(durable=False) as conn:
         conn.execute(
             "UPDATE images SET status = 'failed', error = ? WHERE path = ? AND status != 'done'",
             (reason, item.path),
@@ -39,7 +39,7 @@ def store_failure(db: Database, item: jobs.QueuedItem, reason: str) -> None:
 
 
 def store_unchanged(db: Database, item: jobs.QueuedItem, size: int, mtime_ns: int) -> None:
-    with db.write() as conn:
+    with db.write(durable=False) as conn:
         conn.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, item.path))
         jobs.finish_item(conn, item.id)
 
@@ -54,7 +54,7 @@ def store_analysis(
     donor_id: int | None = None,
 ) -> None:
     """Store a fresh analysis, or copy the one of a byte-identical image (`donor_id`)."""
-    with db.write() as conn:
+    with db.write(durable=False) as conn:
         image = conn.execute("SELECT id FROM images WHERE path = ?", (item.path,)).fetchone()
         if image is None:  # deleted from the index while it was being analysed
             jobs.finish_item(conn, item.id, "The image was removed from the index.")

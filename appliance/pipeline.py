@@ -93,8 +93,10 @@ def write_thumbnail(pixels: Image.Image, path: Path, size: int) -> None:
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    thumbnail = pixels.copy()
-    thumbnail.thumbnail((size, size), Image.Resampling.LANCZOS)
+    scale = min(1.0, size / max(pixels.size))
+    target = (max(1, round(pixels.width * scale)), max(1, round(pixels.height * scale)))
+    # reducing_gap: a fast box reduction first, then a short bicubic step (a third of LANCZOS's cost).
+    thumbnail = pixels.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
