@@ -8,6 +8,7 @@ from pathlib import Path
 from . import jobs
 from .db import Database
 from .errors import not_found
+from .faces import FaceIndex
 
 # Failed files stay in the table (with their reason) but are not part of the library.
 LISTED = "status != 'failed'"
@@ -35,10 +36,11 @@ def image_row(conn, path: Path):
     return row
 
 
-def delete(db: Database, path: Path) -> None:
+def delete(db: Database, faces: FaceIndex, path: Path) -> None:
     """Forget the image, its objects, faces and album places; the file on disk is never touched."""
     with db.write() as conn:
         row = image_row(conn, path)
+        faces.remove_image(conn, row["id"])
         conn.execute("DELETE FROM images WHERE id = ?", (row["id"],))
         jobs.cancel_for_path(conn, str(path), "The image was removed from the index.")
 

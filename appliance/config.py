@@ -49,6 +49,16 @@ class Settings(BaseModel):
     object_threshold: float | None = Field(
         None, gt=0, lt=1, description="Lowest score stored for an object; defaults to the detector's calibrated one."
     )
+    embedder: Literal["mobilefacenet_128d", "mobilefacenet_192d"] = Field(
+        "mobilefacenet_128d", description="Face embedding model: 128-d int8 (default) or 192-d float32."
+    )
+    face_min_score: float = Field(0.5, gt=0, lt=1, description="Lowest BlazeFace score kept as a face.")
+    face_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Lowest cosine similarity of two faces taken as the same person."
+    )
+    recluster_after: int = Field(
+        50, ge=1, description="Re-cluster every face in the background once this many were added or removed."
+    )
     ingest_workers: int | None = Field(
         None,
         ge=1,

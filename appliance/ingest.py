@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from . import jobs
 from .db import Database
+from .faces import FaceIndex
 from .migrations import NOW
 from .pipeline import Analysis, DecodeError, Pipeline
 
@@ -46,6 +47,7 @@ def store_unchanged(db: Database, item: jobs.QueuedItem, size: int, mtime_ns: in
 
 def store_analysis(
     db: Database,
+    faces: FaceIndex,
     item: jobs.QueuedItem,
     size: int,
     mtime_ns: int,
@@ -61,6 +63,7 @@ def store_analysis(
             return
         image_id = image["id"]
         conn.execute("DELETE FROM objects WHERE image_id = ?", (image_id,))
+        faces.remove_image(conn, image_id)
         conn.execute("DELETE FROM faces WHERE image_id = ?", (image_id,))
         if donor_id is not None:
             conn.execute(
@@ -73,11 +76,7 @@ def store_analysis(
                 " SELECT ?, label, score, x1, y1, x2, y2 FROM objects WHERE image_id = ?",
                 (image_id, donor_id),
             )
-            conn.execute(
-                "INSERT INTO faces (image_id, score, x1, y1, x2, y2, keypoints, cluster_id)"
-                " SELECT ?, score, x1, y1, x2, y2, keypoints, cluster_id FROM faces WHERE image_id = ?",
-                (image_id, donor_id),
-            )
+            faces.copy(conn, donor_id, image_id)
         else:
             conn.execute(
                 "UPDATE images SET width = ?, height = ?, taken_at = ? WHERE id = ?",
@@ -87,6 +86,7 @@ def store_analysis(
                 "INSERT INTO objects (image_id, label, score, x1, y1, x2, y2) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(image_id, o.label, o.score, *o.box) for o in analysis.objects],
             )
+            faces.add(conn, image_id, analysis.faces, analysis.face_vectors)
         conn.execute(
             "UPDATE images SET size = ?, mtime_ns = ?, content_hash = ?, status = 'done', error = NULL,"
             f" analysed_at = {NOW} WHERE id = ?",
@@ -106,6 +106,10 @@ def read_file(path: str) -> tuple[os.stat_result, bytes]:
         raise IngestFailure("The file no longer exists.") from None
     except OSError as error:
         raise IngestFailure(f"Cannot read the file: {error.strerror or error}.") from None
+
+
+def face_count(db: Database) -> int:
+    return db.read().execute("SELECT count(*) FROM faces").fetchone()[0]
 
 
 class ContentLocks:
@@ -128,7 +132,7 @@ class ContentLocks:
                 self._changed.notify_all()
 
 
-def ingest_one(db: Database, pipeline: Pipeline, locks: ContentLocks, item: jobs.QueuedItem) -> None:
+def ingest_one(db: Database, faces: FaceIndex, pipeline: Pipeline, locks: ContentLocks, item: jobs.QueuedItem) -> None:
     """Analyse one queued file unless it is unchanged or a byte-identical copy was already analysed."""
     conn = db.read()
     known = conn.execute(
@@ -160,12 +164,12 @@ def ingest_one(db: Database, pipeline: Pipeline, locks: ContentLocks, item: jobs
             (digest, item.path),
         ).fetchone()
         if donor is not None:
-            return store_analysis(db, item, stat.st_size, stat.st_mtime_ns, digest, None, donor["id"])
+            return store_analysis(db, faces, item, stat.st_size, stat.st_mtime_ns, digest, None, donor["id"])
         try:
             analysis = pipeline.analyse(data, digest)
         except DecodeError as error:
             return store_failure(db, item, str(error))
-        store_analysis(db, item, stat.st_size, stat.st_mtime_ns, digest, analysis)
+        store_analysis(db, faces, item, stat.st_size, stat.st_mtime_ns, digest, analysis)
 
 
 class IngestWorkers:
@@ -178,11 +182,16 @@ class IngestWorkers:
     def __init__(
         self,
         db: Database,
+        faces: FaceIndex,
         make_pipeline: Callable[[], Pipeline],
         workers: int,
+        recluster_after: int,
         idle_poll_seconds: float = 5.0,
     ):
         self.db = db
+        self.faces = faces
+        self.recluster_after = recluster_after
+        self.faces_at_last_recluster = face_count(db)
         self.make_pipeline = make_pipeline
         self.idle_poll_seconds = idle_poll_seconds
         self.workers = workers
@@ -240,6 +249,7 @@ class IngestWorkers:
         while not self._stop.is_set():
             items = jobs.queued_after(self.db, last_id, limit=self.workers * 4)
             if not items:
+                self._recluster_if_due()
                 self._wake.wait(self.idle_poll_seconds)
                 self._wake.clear()
                 continue
@@ -252,12 +262,22 @@ class IngestWorkers:
                     except queue.Full:
                         continue
 
+    def _recluster_if_due(self) -> None:
+        """After a large ingest (or removal), once the queue is empty, re-cluster every face."""
+        if self.busy or abs(face_count(self.db) - self.faces_at_last_recluster) < self.recluster_after:
+            return
+        started = time.monotonic()
+        people = self.faces.recluster(self.db)
+        if people is not None:
+            self.faces_at_last_recluster = face_count(self.db)
+            log.info("re-clustered faces into %d people in %.1fs", people, time.monotonic() - started)
+
     def _analyse(self, pipeline: Pipeline) -> None:
         name = threading.current_thread().name
         while (item := self._handoff.get()) is not None:
             self.busy[name] = (item.path, time.monotonic())
             try:
-                ingest_one(self.db, pipeline, self._locks, item)
+                ingest_one(self.db, self.faces, pipeline, self._locks, item)
             except Exception:
                 # A bug must not wedge the queue on one file: record it against that file and go on.
                 log.exception("ingest of %s failed unexpectedly", item.path)

@@ -80,6 +80,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX job_items_queued ON job_items (id) WHERE state = 'queued';
         """,
     ),
+    (
+        "0002_people",
+        """
+        -- One row per face cluster ever made: AUTOINCREMENT never reuses an id, so clients may keep them.
+        CREATE TABLE people (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT
+        );
+        CREATE INDEX faces_by_cluster ON faces (cluster_id);
+        """,
+    ),
 ]
 
 

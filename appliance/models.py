@@ -32,6 +32,7 @@ class ModelSpec(BaseModel):
     input: str
     output: str
     labels: str = ""
+    dimensions: int | None = None  # of an embedder's vectors
     source: str
     url: str = ""
 

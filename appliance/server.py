@@ -13,6 +13,7 @@ from cheroot import wsgi
 from .api import Context, make_app
 from .config import Settings
 from .db import Database
+from .faces import FaceIndex
 from .ingest import IngestWorkers
 from .models import ModelError
 from .paths import LibraryRoots
@@ -64,9 +65,14 @@ class Appliance:
         for root in roots.roots:
             if not root.is_dir():
                 log.warning("library root %s is not a readable folder", root)
-        self.worker = IngestWorkers(self.db, pipelines, settings.ingest_workers or os.cpu_count() or 1)
+        faces = FaceIndex(pipelines.face_dimensions, settings.face_threshold)
+        faces.create_table(self.db)
+        workers = settings.ingest_workers or os.cpu_count() or 1
+        self.worker = IngestWorkers(self.db, faces, pipelines, workers, settings.recluster_after)
         self.worker.start()
-        context = Context(settings=settings, db=self.db, roots=roots, worker=self.worker, models=pipelines.describe())
+        context = Context(
+            settings=settings, db=self.db, roots=roots, worker=self.worker, faces=faces, models=pipelines.describe()
+        )
         self.http = wsgi.Server(
             (settings.host, settings.port),
             make_app(context),

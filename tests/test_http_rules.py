@@ -157,7 +157,7 @@ def test_token_guards_every_route_but_health(start_appliance):
 def test_openapi_documents_every_route_and_error(client):
     document = client.get("/openapi.json").json()
     operations = [(path, method, op) for path, ops in document["paths"].items() for method, op in ops.items()]
-    assert len(operations) == 16
+    assert len(operations) == 19
     assert document["paths"]["/images/jobs/{job_id}"]["get"]["parameters"][0]["in"] == "path"
     for _path, _method, operation in operations:
         for status, response in operation["responses"].items():

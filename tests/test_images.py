@@ -182,5 +182,9 @@ def test_health_reports_versions_and_counts(start_appliance, library):
     assert health["images"] == {"pending": 0, "done": 3, "failed": 0}
     assert health["queue"] == {"queued": 0, "done": 3, "failed": 0}
     assert health["worker"] == {"workers": 2, "running": True, "busy": []}
-    assert health["models"]["accelerators"] == {"yolov8n": "cpu"}
+    assert health["models"]["accelerators"] == {
+        "yolov8n": "cpu",
+        "blazeface_full_range": "cpu",
+        "mobilefacenet_128d": "cpu",
+    }
     assert health["models"]["runtime"] == "ai-edge-litert"

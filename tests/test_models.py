@@ -67,7 +67,11 @@ def test_edgetpu_required_but_absent_stops_startup(run_server):
 def test_auto_falls_back_to_the_cpu_with_one_log_line(run_server):
     server = run_server("--accelerator", "auto")
     client = server.wait_ready()
-    assert client.get("/health").json()["models"]["accelerators"] == {"yolov8n": "cpu"}
+    assert client.get("/health").json()["models"]["accelerators"] == {
+        "yolov8n": "cpu",
+        "blazeface_full_range": "cpu",
+        "mobilefacenet_128d": "cpu",
+    }
     assert server.output().count("no Edge TPU") == 1
 
 

@@ -9,13 +9,14 @@ import bottle
 from .. import __version__
 from ..config import Settings
 from ..db import Database
+from ..faces import FaceIndex
 from ..ingest import IngestWorkers
 from ..paths import LibraryRoots
-from . import albums, health, images
+from . import albums, health, images, tag
 from .openapi import openapi_document
 from .routing import ResponseCache, Route, json_error_page, make_callback
 
-ROUTES: list[Route] = health.routes.routes + albums.routes.routes + images.routes.routes
+ROUTES: list[Route] = health.routes.routes + albums.routes.routes + images.routes.routes + tag.routes.routes
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Context:
     db: Database
     roots: LibraryRoots
     worker: IngestWorkers
+    faces: FaceIndex
     models: dict
     openapi: dict = field(default_factory=lambda: openapi_document(ROUTES, __version__))
     cache: ResponseCache = field(init=False)

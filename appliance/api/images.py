@@ -132,7 +132,7 @@ def add_folder(ctx, req: AddFolder):
 def delete_image(ctx, req: DeleteImage) -> Message:
     """Remove an image from the index, its albums, objects and faces; the file stays on disk."""
     path = ctx.roots.resolve(req.path)
-    catalog.delete(ctx.db, path)
+    catalog.delete(ctx.db, ctx.faces, path)
     return Message(message=f"Image {path} removed from the index")
 
 

@@ -1,0 +1,243 @@
+"""People: face rows, their embeddings in a sqlite-vec table, clusters (one per person) and the /tag answers.
+
+Similarity is the cosine similarity of L2-normalised embeddings; sqlite-vec returns cosine distance, 1 - it.
+Two faces in one photo are never the same person: assignment and re-clustering both respect that.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .db import Database
+from .infer.faces import Face
+
+
+class FaceIndex:
+    def __init__(self, dimensions: int, threshold: float, neighbours: int = 10):
+        self.dimensions = dimensions
+        self.threshold = threshold  # lowest similarity taken as the same person
+        self.neighbours = neighbours
+        self.table = f"face_vectors_{dimensions}"
+
+    def create_table(self, db: Database) -> None:
+        # One table per embedding size: vectors of two embedders are not comparable.
+        with db.write() as conn:
+            conn.execute(
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS {self.table}"
+                f" USING vec0(embedding float[{self.dimensions}] distance_metric=cosine)"
+            )
+
+    # -- writes, inside the caller's transaction -------------------------------------------------------
+
+    def nearest(self, conn, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(face id, similarity) of the k stored faces nearest to `vector`, most similar first."""
+        rows = conn.execute(
+            f"SELECT rowid, distance FROM {self.table} WHERE embedding MATCH ? AND k = ? ORDER BY distance",
+            (vector.astype(np.float32).tobytes(), k),
+        ).fetchall()
+        return [(row[0], 1.0 - row[1]) for row in rows]
+
+    def add(self, conn, image_id: int, faces: Sequence[Face], vectors: np.ndarray) -> None:
+        """Store the faces of one image and give each a person, from its nearest stored neighbours."""
+        taken: set[int] = set()  # people already given a face of this image
+        for face, vector in zip(faces, vectors, strict=True):
+            person = self._assign(conn, image_id, vector, taken)
+            taken.add(person)
+            face_id = conn.execute(
+                "INSERT INTO faces (image_id, score, x1, y1, x2, y2, keypoints, cluster_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (image_id, face.score, *face.box, json.dumps(face.keypoints), person),
+            ).lastrowid
+            conn.execute(
+                f"INSERT INTO {self.table} (rowid, embedding) VALUES (?, ?)", (face_id, vector.astype(np.float32))
+            )
+
+    def _assign(self, conn, image_id: int, vector: np.ndarray, taken: set[int]) -> int:
+        votes: Counter[int] = Counter()
+        neighbours = self.nearest(conn, vector, self.neighbours)
+        if neighbours:
+            ids = [face_id for face_id, similarity in neighbours if similarity >= self.threshold]
+            rows = conn.execute(
+                f"SELECT id, image_id, cluster_id FROM faces WHERE id IN ({','.join('?' * len(ids))})", ids
+            ).fetchall()
+            similarity = dict(neighbours)
+            for row in rows:
+                if row["image_id"] != image_id and row["cluster_id"] not in taken:
+                    votes[row["cluster_id"]] += similarity[row["id"]]
+        if votes:
+            return votes.most_common(1)[0][0]
+        return conn.execute("INSERT INTO people DEFAULT VALUES").lastrowid
+
+    def copy(self, conn, donor_id: int, image_id: int) -> None:
+        """Give a byte-identical image the donor's faces: same boxes, same vectors, same people."""
+        for face in conn.execute("SELECT * FROM faces WHERE image_id = ? ORDER BY id", (donor_id,)).fetchall():
+            face_id = conn.execute(
+                "INSERT INTO faces (image_id, score, x1, y1, x2, y2, keypoints, cluster_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (image_id, *(face[c] for c in ("score", "x1", "y1", "x2", "y2", "keypoints", "cluster_id"))),
+            ).lastrowid
+            conn.execute(
+                f"INSERT INTO {self.table} (rowid, embedding) SELECT ?, embedding FROM {self.table} WHERE rowid = ?",
+                (face_id, face["id"]),
+            )
+
+    def remove_image(self, conn, image_id: int) -> None:
+        """Drop an image's vectors; its face rows go with the image (ON DELETE CASCADE)."""
+        conn.execute(f"DELETE FROM {self.table} WHERE rowid IN (SELECT id FROM faces WHERE image_id = ?)", (image_id,))
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    def related_images(self, db: Database, image_id: int, limit: int = 200) -> list[str]:
+        """Other images showing a person of this one, most similar first (one KNN query per face)."""
+        conn = db.read()
+        best: dict[str, float] = {}
+        for (face_id,) in conn.execute("SELECT id FROM faces WHERE image_id = ?", (image_id,)).fetchall():
+            vector = conn.execute(f"SELECT embedding FROM {self.table} WHERE rowid = ?", (face_id,)).fetchone()
+            if vector is None:
+                continue
+            neighbours = [
+                (other, similarity)
+                for other, similarity in self.nearest(conn, np.frombuffer(vector[0], np.float32), limit)
+                if similarity >= self.threshold
+            ]
+            if not neighbours:
+                continue
+            similarity = dict(neighbours)
+            rows = conn.execute(
+                "SELECT faces.id, images.path FROM faces JOIN images ON images.id = faces.image_id"
+                f" WHERE faces.id IN ({','.join('?' * len(similarity))}) AND faces.image_id != ?"
+                " AND images.status = 'done'",
+                [*similarity, image_id],
+            ).fetchall()
+            for row in rows:
+                best[row["path"]] = max(best.get(row["path"], -1.0), similarity[row["id"]])
+        return sorted(best, key=lambda path: (-best[path], path))
+
+    def matches(self, db: Database, threshold: float, limit: int) -> list[dict]:
+        """Pairs of different images that share a person, each once, most similar first."""
+        conn = db.read()
+        rows = conn.execute(
+            f"SELECT faces.id, faces.image_id, images.path, v.embedding FROM faces"
+            f" JOIN images ON images.id = faces.image_id JOIN {self.table} v ON v.rowid = faces.id"
+            " WHERE images.status = 'done'"
+        ).fetchall()
+        where = {row[0]: (row[1], row[2]) for row in rows}
+        pairs: dict[tuple[str, str], float] = {}
+        for _, image_id, path, vector in rows:
+            for other, similarity in self.nearest(conn, np.frombuffer(vector, np.float32), self.neighbours):
+                if similarity < threshold or other not in where or where[other][0] == image_id:
+                    continue
+                key = tuple(sorted((path, where[other][1])))
+                pairs[key] = max(pairs.get(key, -1.0), similarity)
+        ranked = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:limit]
+        return [{"image1": a, "image2": b, "similarity": round(s, 4)} for (a, b), s in ranked]
+
+    def clusters(self, db: Database, min_size: int = 1) -> dict[str, list[str]]:
+        """Each person's images (paths, sorted), largest cluster first."""
+        people: dict[int, list[str]] = defaultdict(list)
+        for cluster_id, path in db.read().execute(
+            "SELECT DISTINCT faces.cluster_id, images.path FROM faces JOIN images ON images.id = faces.image_id"
+            " WHERE images.status = 'done' ORDER BY images.path"
+        ):
+            people[cluster_id].append(path)
+        ranked = sorted(people.items(), key=lambda item: (-len(item[1]), item[0]))
+        return {str(cluster_id): paths for cluster_id, paths in ranked if len(paths) >= min_size}
+
+    # -- full re-clustering ------------------------------------------------------------------------------
+
+    def recluster(self, db: Database, block: int = 1024) -> int | None:
+        """Rebuild every cluster from the kNN graph, keeping ids stable. Returns the number of people, or
+        None when faces came or went meanwhile (the next run will see them)."""
+        rows = (
+            db.read()
+            .execute(
+                f"SELECT faces.id, faces.image_id, faces.cluster_id, v.embedding FROM faces"
+                f" JOIN {self.table} v ON v.rowid = faces.id ORDER BY faces.id"
+            )
+            .fetchall()
+        )
+        if not rows:
+            return 0
+        members = [(row[0], row[1]) for row in rows]
+        vectors = np.frombuffer(b"".join(row[3] for row in rows), np.float32).reshape(len(rows), -1)
+        edges = knn_edges(vectors, self.neighbours, self.threshold, block)
+        labels = cluster_with_cannot_links(edges, [image for _, image in members])
+        with db.write() as conn:
+            if [tuple(row) for row in conn.execute("SELECT id, image_id FROM faces ORDER BY id")] != members:
+                return None
+            new_ids = stable_ids(
+                labels,
+                [row[2] for row in rows],
+                lambda: conn.execute("INSERT INTO people DEFAULT VALUES").lastrowid,
+            )
+            conn.executemany(
+                "UPDATE faces SET cluster_id = ? WHERE id = ?",
+                [(cluster, face) for cluster, (face, _) in zip(new_ids, members, strict=True)],
+            )
+        return len(set(new_ids))
+
+
+def knn_edges(vectors: np.ndarray, k: int, threshold: float, block: int) -> list[tuple[float, int, int]]:
+    """(similarity, i, j) for each face's k nearest others at or above the threshold, by blocked matmul."""
+    edges = []
+    count = len(vectors)
+    k = min(k, count - 1)
+    if k <= 0:
+        return edges
+    for start in range(0, count, block):
+        similarity = vectors[start : start + block] @ vectors.T
+        rows = np.arange(similarity.shape[0])
+        similarity[rows, start + rows] = -2.0  # not its own neighbour
+        nearest = np.argpartition(-similarity, k, axis=1)[:, :k]
+        values = similarity[rows[:, None], nearest]
+        for row, col in zip(*np.nonzero(values >= threshold), strict=True):
+            edges.append((float(values[row, col]), start + int(row), int(nearest[row, col])))
+    return edges
+
+
+def cluster_with_cannot_links(edges: list[tuple[float, int, int]], image_ids: Sequence[int]) -> list[int]:
+    """Join faces along the strongest edges first (single linkage on the kNN graph), never letting two
+    faces of one image into the same cluster. Returns a cluster label per face."""
+    parent = list(range(len(image_ids)))
+    images = [{int(image)} for image in image_ids]
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for _, i, j in sorted(edges, reverse=True):
+        a, b = root(i), root(j)
+        if a == b or not images[a].isdisjoint(images[b]):
+            continue
+        if len(images[a]) < len(images[b]):
+            a, b = b, a
+        parent[b] = a
+        images[a] |= images[b]
+        images[b] = set()
+    return [root(i) for i in range(len(image_ids))]
+
+
+def stable_ids(labels: list[int], old: list[int | None], allocate: Callable[[], int]) -> list[int]:
+    """Name each new cluster after the old cluster it overlaps most (each old id used once); the others
+    get fresh ids from `allocate`."""
+    overlap: Counter[tuple[int, int]] = Counter(
+        (label, previous) for label, previous in zip(labels, old, strict=True) if previous is not None
+    )
+    chosen: dict[int, int] = {}
+    used: set[int] = set()
+    for (label, previous), _ in sorted(overlap.items(), key=lambda item: -item[1]):
+        if label not in chosen and previous not in used:
+            chosen[label] = previous
+            used.add(previous)
+    result = []
+    for label in labels:
+        if label not in chosen:
+            chosen[label] = allocate()
+        result.append(chosen[label])
+    return result
