@@ -114,7 +114,7 @@ def start_appliance(tmp_path, library):
             "host": "127.0.0.1",
             "port": 0,
             "data_dir": tmp_path / "data",
-            "library_roots": [library, PHOTOS],
+            "library_roots": [library, PHOTOS, FACES],
             "models_dir": MODELS,
             "server_threads": 4,
             **overrides,
@@ -122,7 +122,9 @@ def start_appliance(tmp_path, library):
         appliance = Appliance(Settings(**values))
         appliance.start()
         started.append(appliance)
-        return Client(f"http://127.0.0.1:{appliance.port}", appliance.settings.data_dir, values.get("api_token"))
+        client = Client(f"http://127.0.0.1:{appliance.port}", appliance.settings.data_dir, values.get("api_token"))
+        client.appliance = appliance  # for the few tests that drive a service directly
+        return client
 
     yield start
     for appliance in started:

@@ -1,0 +1,142 @@
+"""Faces with the real models on the real photos: detection, people, /tag routes, stable cluster ids."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+
+from appliance.db import connect
+from appliance.faces import cluster_with_cannot_links, stable_ids
+from appliance.infer.embedder import TEMPLATE, similarity_transform
+from appliance.server import DATABASE_FILE
+
+from .conftest import FACES, PHOTOS
+
+
+def faces_per_image(client) -> dict[str, int]:
+    conn = connect(client.data_dir / DATABASE_FILE)
+    try:
+        rows = conn.execute(
+            "SELECT images.path, count(faces.id) FROM images LEFT JOIN faces ON faces.image_id = images.id"
+            " GROUP BY images.id"
+        )
+        return {path.rsplit("/", 1)[1]: count for path, count in rows}
+    finally:
+        conn.close()
+
+
+def identity(path: str) -> str:
+    return path.rsplit("/", 1)[1].rsplit("_", 1)[0]
+
+
+def test_ten_lfw_faces_make_exactly_four_people(client):
+    client.ingest(FACES)
+    clusters = client.get("/tag/clusters").json()["clusters"]
+    people = sorted(sorted({identity(p) for p in paths}) for paths in clusters.values())
+    assert people == [["Aaron_Peirsol"], ["Abdullah"], ["Aicha_El_Ouafi"], ["Frank_Solich"]]
+    assert [len(paths) for paths in clusters.values()] == [3, 3, 2, 2]  # largest first
+
+    # a full re-clustering finds the same people under the same ids
+    assert client.appliance.worker.faces.recluster(client.appliance.db) == 4
+    assert client.get("/tag/clusters").json()["clusters"] == clusters
+
+
+def test_faces_in_the_photos_and_who_is_related(client):
+    client.ingest(PHOTOS)
+    counts = faces_per_image(client)
+    assert counts["three_khans.png"] == 3
+    assert counts["zidane.jpg"] == 2 and counts["test_2_faces.png"] == 2
+    assert counts["amir_khan.png"] == counts["salman_khan.png"] == counts["grace_hopper.bmp"] == 1
+    assert all(counts[name] == 0 for name in ("cat.png", "bird.bmp", "000000000034.jpg", "empty.png"))
+
+    def related(name):
+        response = client.get("/tag/related-images", params={"path": str(PHOTOS / name)})
+        assert response.status_code == 200
+        return [path.rsplit("/", 1)[1] for path in response.json()["related_images"]]
+
+    assert "three_khans.png" in related("amir_khan.png") and "salman_khan.png" not in related("amir_khan.png")
+    assert "three_khans.png" in related("salman_khan.png") and "amir_khan.png" not in related("salman_khan.png")
+    assert set(related("three_khans.png")) == {"amir_khan.png", "salman_khan.png"}
+    # the two look-alike women of test_2_faces.png share a photo, so they are two people
+    assert related("test_2_faces.png") == []
+    assert related("cat.png") == []
+    assert client.get("/tag/related-images", params={"path": str(PHOTOS / "nope.png")}).status_code == 404
+
+    clusters = client.get("/tag/clusters").json()["clusters"]
+    assert len(clusters) == 8  # Aamir, Salman, Shah Rukh, Grace Hopper, two women, two men
+    assert sum(len(paths) == 1 for paths in clusters.values()) == 6
+    assert len(client.get("/tag/clusters", params={"min_size": 2}).json()["clusters"]) == 2
+
+
+def test_match_lists_each_pair_of_images_once_most_similar_first(client):
+    client.ingest(PHOTOS)
+    pairs = client.get("/tag/match").json()["similar_pairs"]
+    names = [tuple(sorted(p.rsplit("/", 1)[1] for p in (pair["image1"], pair["image2"]))) for pair in pairs]
+    assert sorted(names) == [("amir_khan.png", "three_khans.png"), ("salman_khan.png", "three_khans.png")]
+    similarities = [pair["similarity"] for pair in pairs]
+    assert similarities == sorted(similarities, reverse=True) and min(similarities) >= 0.5
+    assert len(client.get("/tag/match", params={"threshold": 0.7}).json()["similar_pairs"]) == 1
+    assert client.get("/tag/match", params={"limit": 1}).json()["similar_pairs"] == pairs[:1]
+    assert client.get("/tag/match", params={"threshold": 5}).status_code == 400
+
+
+def test_cluster_ids_stay_stable_as_photos_arrive(client, library):
+    first = ["Aaron_Peirsol_0001.jpg", "Abdullah_0002.jpg", "Frank_Solich_0001.jpg"]
+    for name in first:
+        shutil.copy(FACES / name, library / name)
+    client.ingest(library)
+    before = {identity(paths[0]): cluster for cluster, paths in client.get("/tag/clusters").json()["clusters"].items()}
+    for path in FACES.iterdir():
+        shutil.copy(path, library / path.name)
+    client.ingest(library)
+    after = client.get("/tag/clusters").json()["clusters"]
+    for person, cluster in before.items():
+        assert {identity(p) for p in after[cluster]} == {person}
+    assert client.appliance.worker.faces.recluster(client.appliance.db) == 4
+    assert client.get("/tag/clusters").json()["clusters"] == after
+
+
+def test_deleting_an_image_removes_its_faces_and_updates_people(client, library):
+    shutil.copy(PHOTOS / "amir_khan.png", library / "amir copy.png")  # byte-identical: faces copied
+    client.ingest(PHOTOS)
+    client.ingest(library)
+    amir = str(PHOTOS / "amir_khan.png")
+    related = client.get("/tag/related-images", params={"path": amir}).json()["related_images"]
+    assert set(related) == {str(PHOTOS / "three_khans.png"), str(library / "amir copy.png")}
+    assert related[0] == str(library / "amir copy.png")  # identical face: similarity 1
+
+    vectors = client.appliance.worker.faces.table
+    conn = connect(client.data_dir / DATABASE_FILE)
+    before = conn.execute(f"SELECT count(*) FROM {vectors}").fetchone()[0]
+    assert client.delete("/images/delete-image", json={"path": str(PHOTOS / "three_khans.png")}).status_code == 200
+    assert conn.execute(f"SELECT count(*) FROM {vectors}").fetchone()[0] == before - 3
+    assert conn.execute("SELECT count(*) FROM faces").fetchone()[0] == before - 3
+    conn.close()
+    assert client.get("/tag/related-images", params={"path": amir}).json()["related_images"] == [
+        str(library / "amir copy.png")
+    ]
+    clusters = client.get("/tag/clusters").json()["clusters"].values()
+    assert all(str(PHOTOS / "three_khans.png") not in paths for paths in clusters)
+
+
+def test_two_faces_of_one_photo_are_never_one_person():
+    # faces 0 and 1 are in the same image and linked strongly; face 2 is elsewhere
+    labels = cluster_with_cannot_links([(0.9, 0, 1), (0.8, 1, 2), (0.7, 0, 2)], [10, 10, 11])
+    assert labels[0] != labels[1]
+    assert labels[1] == labels[2]
+
+
+def test_stable_ids_follow_the_largest_overlap():
+    fresh = iter(range(100, 200))
+    # new cluster "a" holds old 7's faces, new "b" splits off old 7 with one face, new "c" is all new
+    ids = stable_ids(["a", "a", "b", "c"], [7, 7, 7, None], lambda: next(fresh))
+    assert ids == [7, 7, 100, 101]
+
+
+def test_similarity_transform_recovers_a_known_one():
+    angle, scale, shift = 0.3, 1.7, np.array([5.0, -3.0])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    source = (TEMPLATE - shift) @ np.linalg.inv(scale * rotation).T
+    matrix = similarity_transform(source, TEMPLATE)
+    assert np.allclose(source @ matrix[:, :2].T + matrix[:, 2], TEMPLATE, atol=1e-9)
