@@ -122,7 +122,7 @@ def test_deleting_an_image_removes_its_faces_and_updates_people(client, library)
 
 def test_two_faces_of_one_photo_are_never_one_person():
     # faces 0 and 1 are in the same image and linked strongly; face 2 is elsewhere
-    labels = cluster_with_cannot_links([(0.9, 0, 1), (0.8, 1, 2), (0.7, 0, 2)], [10, 10, 11])
+    labels = cluster_with_cannot_links(np.array([(0.9, 0, 1), (0.8, 1, 2), (0.7, 0, 2)]), [10, 10, 11])
     assert labels[0] != labels[1]
     assert labels[1] == labels[2]
 
