@@ -3,8 +3,9 @@
     python bench/ingest.py [--images 48] [--detectors yolov8n,ssd_mobilenet_v1]
 
 1. Makes a folder of 4000x3000 JPEGs from the test photos (each scaled up and cropped differently).
-2. Measures, alone on one thread, the CPU time one image needs: decode (as the pipeline decodes) plus every
-   model invocation (the detector with its pre- and post-processing), in core-milliseconds.
+2. Measures, alone on one thread, the CPU time one image needs, stage by stage: decode (as the pipeline
+   decodes), objects (the detector with its pre- and post-processing), face detection, alignment and
+   embedding (also per face), in core-milliseconds.
 3. Bound: cores / that time, as images/second.
 4. Starts `appliance serve`, adds the folder, and times it until the job is finished: images/second end to
    end, and the server's peak RSS. Prints the ratio end-to-end / bound.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +26,7 @@ import requests
 from PIL import Image
 
 from appliance.config import Settings
+from appliance.infer.embedder import align
 from appliance.pipeline import PipelineFactory, decode
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -52,21 +53,31 @@ def make_photos(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def cpu_ms_per_image(paths: list[Path], detector: str, data_dir: Path) -> tuple[float, float]:
-    """Median core-milliseconds of decode and of the detector per image, measured alone."""
+def cpu_ms_per_image(paths: list[Path], detector: str, data_dir: Path) -> dict[str, float]:
+    """Mean core-milliseconds of each stage per image (alignment and embedding also per face), alone."""
     settings = Settings(detector=detector, models_dir=MODELS, data_dir=data_dir, library_roots=[data_dir])
     pipeline = PipelineFactory(settings)()
-    decode_ms, detect_ms = [], []
-    for path in paths:
-        data = path.read_bytes()
+    totals = dict.fromkeys(("decode", "objects", "face detection", "alignment", "embedding"), 0.0)
+    faces = 0
+
+    def timed(stage: str, work, *args):
         start = time.process_time()
-        decoded = decode(data, settings.max_image_pixels, settings.analysis_size)
-        middle = time.process_time()
-        pipeline.detector.detect(decoded.pixels, pipeline.object_threshold)
-        end = time.process_time()
-        decode_ms.append((middle - start) * 1000)
-        detect_ms.append((end - middle) * 1000)
-    return statistics.median(decode_ms), statistics.median(detect_ms)
+        result = work(*args)
+        totals[stage] += (time.process_time() - start) * 1000
+        return result
+
+    for path in paths:
+        decoded = timed("decode", decode, path.read_bytes(), settings.max_image_pixels, settings.analysis_size)
+        timed("objects", pipeline.detector.detect, decoded.pixels, pipeline.object_threshold)
+        found = timed("face detection", pipeline.face_detector.detect, decoded.pixels)
+        crops = timed("alignment", lambda: [align(decoded.pixels, face) for face in found])
+        timed("embedding", pipeline.embedder.embed, crops)
+        faces += len(found)
+    per_image = {stage: total / len(paths) for stage, total in totals.items()}
+    per_image["faces per image"] = faces / len(paths)
+    per_image["alignment per face"] = totals["alignment"] / max(faces, 1)
+    per_image["embedding per face"] = totals["embedding"] / max(faces, 1)
+    return per_image
 
 
 def free_port() -> int:
@@ -82,11 +93,12 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def end_to_end(folder: Path, detector: str, data_dir: Path) -> tuple[float, float, int]:
+def end_to_end(folder: Path, detector: str, data_dir: Path, workers: int) -> tuple[float, float, int]:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "appliance", "serve", "--port", str(port), "--data-dir", str(data_dir)]
-        + ["--library-root", str(folder), "--models-dir", str(MODELS), "--detector", detector],
+        + ["--library-root", str(folder), "--models-dir", str(MODELS), "--detector", detector]
+        + ["--ingest-workers", str(workers)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -113,6 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--detectors", default="yolov8n,ssd_mobilenet_v1")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="the server's ingest_workers")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,18 +133,18 @@ def main() -> None:
         paths = make_photos(folder, args.images)
         megapixels = SIZE[0] * SIZE[1] / 1e6
         print(f"{len(paths)} JPEGs of {megapixels:.0f} MP ({SIZE[0]}x{SIZE[1]}), {cores} cores")
-        print(
-            f"{'detector':<18}{'decode':>8}{'detect':>8}{'bound':>9}{'e2e':>9}{'ratio':>7}{'peak RSS':>10}"
-            f"\n{'':<18}{'core-ms':>8}{'core-ms':>8}{'img/s':>9}{'img/s':>9}{'':>7}{'MiB':>10}"
-        )
         for detector in args.detectors.split(","):
-            decode_ms, detect_ms = cpu_ms_per_image(paths[:12], detector, Path(tmp) / f"probe-{detector}")
-            bound = cores * 1000 / (decode_ms + detect_ms)
-            rate, rss, failed = end_to_end(folder, detector, Path(tmp) / f"data-{detector}")
+            stages = cpu_ms_per_image(paths[:15], detector, Path(tmp) / f"probe-{detector}")
+            print(f"\n{detector}: core-ms per image, measured alone on one thread")
+            for stage, value in stages.items():
+                print(f"  {stage:<20}{value:>8.2f}")
+            work = sum(stages[s] for s in ("decode", "objects", "face detection", "alignment", "embedding"))
+            bound = cores * 1000 / work
+            rate, rss, failed = end_to_end(folder, detector, Path(tmp) / f"data-{detector}", args.workers)
             assert failed == 0, f"{failed} images failed"
             print(
-                f"{detector:<18}{decode_ms:>8.1f}{detect_ms:>8.1f}{bound:>9.1f}{rate:>9.1f}"
-                f"{rate / bound:>7.0%}{rss:>10.0f}"
+                f"  bound {bound:.1f} img/s ({work:.1f} core-ms / {cores} cores); end to end {rate:.1f} img/s;"
+                f" ratio {rate / bound:.0%}; {args.workers} ingest workers; server peak RSS {rss:.0f} MiB"
             )
 
 
