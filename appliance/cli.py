@@ -20,31 +20,65 @@ def _add_setting(parser: argparse.ArgumentParser, name: str, *flags: str, **opti
     parser.add_argument(*flags, dest=name, default=None, help=f"{help_text} [env APPLIANCE_{name.upper()}]", **options)
 
 
+SERVE_SETTINGS = [
+    "host",
+    "port",
+    "data_dir",
+    "library_roots",
+    "models_dir",
+    "api_token",
+    "max_body_bytes",
+    "accelerator",
+    "detector",
+    "object_threshold",
+    "embedder",
+    "face_threshold",
+    "ingest_workers",
+]
+FLAG_OPTIONS = {
+    "port": {"type": int},
+    "data_dir": {"type": Path},
+    "library_roots": {"type": Path, "action": "append", "metavar": "DIR"},
+    "models_dir": {"type": Path},
+    "max_body_bytes": {"type": int},
+    "accelerator": {"choices": ["auto", "cpu", "edgetpu"]},
+    "detector": {"choices": ["yolov8n", "ssd_mobilenet_v1"]},
+    "object_threshold": {"type": float},
+    "embedder": {"choices": ["mobilefacenet_128d", "mobilefacenet_192d"]},
+    "face_threshold": {"type": float},
+    "ingest_workers": {"type": int},
+}
+
+
+def add_command(commands, name: str, help_text: str, handler, settings: list[str]) -> argparse.ArgumentParser:
+    """A subcommand that reads the config file and the given settings' flags."""
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--config", type=Path, help="TOML config file [env APPLIANCE_CONFIG]")
+    for setting in settings:
+        flags = ("--library-root",) if setting == "library_roots" else ()
+        _add_setting(parser, setting, *flags, **FLAG_OPTIONS.get(setting, {}))
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="appliance", description="Photo-library appliance.")
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="Run the HTTP API and the ingest worker until stopped.")
-    serve.add_argument("--config", type=Path, help="TOML config file [env APPLIANCE_CONFIG]")
-    _add_setting(serve, "host")
-    _add_setting(serve, "port", type=int)
-    _add_setting(serve, "data_dir", type=Path)
-    _add_setting(serve, "library_roots", "--library-root", type=Path, action="append", metavar="DIR")
-    _add_setting(serve, "models_dir", type=Path)
-    _add_setting(serve, "api_token")
-    _add_setting(serve, "max_body_bytes", type=int)
-    _add_setting(serve, "accelerator", choices=["auto", "cpu", "edgetpu"])
-    _add_setting(serve, "detector", choices=["yolov8n", "ssd_mobilenet_v1"])
-    _add_setting(serve, "object_threshold", type=float)
-    _add_setting(serve, "ingest_workers", type=int)
-    serve.set_defaults(handler=run_serve)
-
-    models = commands.add_parser("models", help="List or download the model files.")
-    models.add_argument("--config", type=Path, help="TOML config file [env APPLIANCE_CONFIG]")
-    _add_setting(models, "models_dir", type=Path)
+    add_command(commands, "serve", "Run the HTTP API and the ingest workers until stopped.", run_serve, SERVE_SETTINGS)
+    models = add_command(commands, "models", "List or download the model files.", run_models, ["models_dir"])
     models.add_argument("action", choices=["list", "fetch"], help="list: what is there; fetch: download what is not")
-    models.set_defaults(handler=run_models)
+    add_command(
+        commands, "doctor", "Check what the device needs; exit non-zero if something fails.", run_doctor, SERVE_SETTINGS
+    )
+    backup = add_command(
+        commands, "backup", "Copy the database, consistently, even while serving.", run_backup, ["data_dir"]
+    )
+    backup.add_argument("destination", type=Path, help="a file, or a folder to put a dated file in")
+    restore = add_command(
+        commands, "restore", "Replace the database with a backup (stop the service first).", run_restore, ["data_dir"]
+    )
+    restore.add_argument("source", type=Path, help="a file written by `appliance backup`")
     return parser
 
 
@@ -72,6 +106,40 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             state = status(spec, models_dir)
         failed += state != "ok"
     return 1 if failed else 0
+
+
+def run_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from .doctor import report, run_checks
+
+    checks = run_checks(settings)
+    print(report(checks))
+    return 1 if any(check.state == "FAIL" for check in checks) else 0
+
+
+def run_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from .backup import BackupError, backup
+
+    try:
+        written = backup(settings.data_dir, args.destination)
+    except (BackupError, OSError) as error:
+        print(f"appliance: backup failed: {error}", file=sys.stderr)
+        return 1
+    print(f"backed up {settings.data_dir} to {written} (integrity check ok)")
+    return 0
+
+
+def run_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from .backup import BackupError, restore
+
+    try:
+        kept = restore(settings.data_dir, args.source)
+    except (BackupError, OSError) as error:
+        print(f"appliance: restore failed: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"restored {args.source} into {settings.data_dir}" + (f"; the previous database is in {kept}" if kept else "")
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -130,11 +130,11 @@ def load_settings(
 
 
 def resolve_models_dir(settings: Settings) -> Path:
-    """The configured models dir, else ../shared/models beside the project (or the cwd), else ./models."""
+    """The configured models dir, else ../shared/models beside the project (or the cwd), else DATA_DIR/models."""
     if settings.models_dir is not None:
         return settings.models_dir
     project_root = Path(__file__).resolve().parent.parent
     for candidate in (project_root.parent / "shared" / "models", Path.cwd().parent / "shared" / "models"):
         if candidate.is_dir():
             return candidate
-    return project_root / "models"
+    return settings.data_dir / "models"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-MANIFEST_PATH = Path(__file__).resolve().parent.parent / "models" / "manifest.toml"
+# models/manifest.toml, through the package's link to it (which installs as a copy).
+MANIFEST_PATH = Path(__file__).parent / "manifest.toml"
 
 
 class ModelError(Exception):

@@ -70,7 +70,7 @@ def cpu_ms_per_image(paths: list[Path], detector: str, data_dir: Path) -> dict[s
         decoded = timed("decode", decode, path.read_bytes(), settings.max_image_pixels, settings.analysis_size)
         timed("objects", pipeline.detector.detect, decoded.pixels, pipeline.object_threshold)
         found = timed("face detection", pipeline.face_detector.detect, decoded.pixels)
-        crops = timed("alignment", lambda: [align(decoded.pixels, face) for face in found])
+        crops = timed("alignment", lambda image, faces: [align(image, face) for face in faces], decoded.pixels, found)
         timed("embedding", pipeline.embedder.embed, crops)
         faces += len(found)
     per_image = {stage: total / len(paths) for stage, total in totals.items()}

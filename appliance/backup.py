@@ -1,0 +1,75 @@
+"""Backup and restore of the database with SQLite's online backup: consistent while the service runs."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from .db import connect, sqlite_module
+from .migrations import applied
+from .server import DATABASE_FILE
+
+
+class BackupError(Exception):
+    pass
+
+
+def check_database(path: Path) -> None:
+    module = sqlite_module()
+    try:
+        conn = connect(path, module)
+    except module.DatabaseError as error:
+        raise BackupError(f"{path} is not a usable SQLite database: {error}") from None
+    try:
+        result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            raise BackupError(f"{path} fails its integrity check: {result}")
+        if not applied(conn):
+            raise BackupError(f"{path} is not an appliance database (no schema migrations recorded)")
+    finally:
+        conn.close()
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """Copy through the backup API into a temporary file, check it, then move it into place."""
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    src = connect(source)
+    dst = connect(partial)
+    try:
+        src.backup(dst)  # one step: a single consistent snapshot, even while the service writes
+    finally:
+        dst.close()
+        src.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(partial) + suffix).unlink(missing_ok=True)
+    check_database(partial)
+    os.replace(partial, target)
+
+
+def backup(data_dir: Path, destination: Path) -> Path:
+    source = data_dir / DATABASE_FILE
+    if not source.is_file():
+        raise BackupError(f"no database at {source}: check --data-dir")
+    if destination.is_dir():
+        destination = destination / f"appliance-{time.strftime('%Y%m%d-%H%M%S')}.db"
+    copy_database(source, destination)
+    return destination
+
+
+def restore(data_dir: Path, source: Path) -> Path | None:
+    """Replace the data dir's database with `source` (stop the service first); the old one is kept aside."""
+    if not source.is_file():
+        raise BackupError(f"no backup file at {source}")
+    check_database(source)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = data_dir / DATABASE_FILE
+    kept = None
+    if target.exists():
+        kept = target.with_name(f"{DATABASE_FILE}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
+        copy_database(target, kept)
+    for suffix in ("-wal", "-shm"):
+        Path(str(target) + suffix).unlink(missing_ok=True)
+    copy_database(source, target)
+    return kept
