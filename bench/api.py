@@ -10,16 +10,14 @@ Prints p50/p90/p99 latency, throughput, response size and the server's peak RSS.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import requests
+from server import peak_rss_mib, running_server
 
 from appliance.db import Database
 from appliance.server import DATABASE_FILE
@@ -41,19 +39,6 @@ def seed(data_dir: Path, images: int, albums: int, per_album: int) -> None:
                 ((a, (a * 7919 + k * 31) % images + 1, k) for k in range(per_album)),
             )
     db.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def hammer(url: str, clients: int, per_client: int, cold: bool) -> tuple[list[float], int, float]:
@@ -99,21 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         seed(data_dir, args.images, args.albums, args.per_album)
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "serve", "--port", str(port), "--data-dir", str(data_dir)]
-            + ["--library-root", tmp],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(200):
-                try:
-                    requests.get(base + "/health", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.05)
+        with running_server(data_dir, "--library-root", tmp) as (base, server):
             print(
                 f"{args.images} images, {args.albums} albums x {args.per_album} photos;"
                 f" {args.clients} clients x {args.requests} requests per route"
@@ -130,9 +101,6 @@ def main() -> None:
                         + f"{len(ms) / elapsed:>9.1f}{size / 1024:>9.0f}"
                     )
             print(f"server peak RSS: {peak_rss_mib(server.pid):.1f} MiB")
-        finally:
-            server.terminate()
-            server.wait(30)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,6 @@ people about 0), people's photo counts skewed like a real library. Then prints:
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -23,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from server import running_server
 
 from appliance.db import Database
 from appliance.faces import FaceIndex
@@ -74,28 +72,8 @@ def percentiles(seconds: list[float]) -> str:
     return f"p50 {np.percentile(ms, 50):6.1f} ms   p99 {np.percentile(ms, 99):6.1f} ms   (n={len(ms)})"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def related_images_latency(data_dir: Path, images: int, requests_count: int, rng: np.random.Generator) -> str:
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "serve", "--port", str(port), "--data-dir", str(data_dir)]
-        + ["--library-root", "/photos", "--ingest-workers", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                requests.get(base + "/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)
+    with running_server(data_dir, "--library-root", "/photos", "--ingest-workers", "1") as (base, _):
         session = requests.Session()
         latencies, found = [], []
         for i in rng.integers(0, images, requests_count):
@@ -106,9 +84,6 @@ def related_images_latency(data_dir: Path, images: int, requests_count: int, rng
             response.raise_for_status()
             found.append(len(response.json()["related_images"]))
         return f"{percentiles(latencies)}, {np.mean(found):.0f} related images on average"
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def assign_latency(db: Database, index: FaceIndex, vectors: np.ndarray, count: int, rng) -> str:

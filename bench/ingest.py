@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import requests
 from PIL import Image
+from server import peak_rss_mib, running_server
 
 from appliance.config import Settings
 from appliance.infer.embedder import align
@@ -80,45 +78,15 @@ def cpu_ms_per_image(paths: list[Path], detector: str, data_dir: Path) -> dict[s
     return per_image
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def end_to_end(folder: Path, detector: str, data_dir: Path, workers: int) -> tuple[float, float, int]:
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "serve", "--port", str(port), "--data-dir", str(data_dir)]
-        + ["--library-root", str(folder), "--models-dir", str(MODELS), "--detector", detector]
-        + ["--ingest-workers", str(workers)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                requests.get(base + "/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)
+    options = ["--library-root", str(folder), "--models-dir", str(MODELS), "--detector", detector]
+    with running_server(data_dir, *options, "--ingest-workers", str(workers)) as (base, server):
         started = time.perf_counter()
         job = requests.post(base + "/images/add-folder", json={"folder_path": str(folder)}, timeout=60).json()
         while not (progress := requests.get(f"{base}/images/jobs/{job['job_id']}", timeout=10).json())["finished"]:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         return progress["done"] / elapsed, peak_rss_mib(server.pid), progress["failed"]
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def main() -> None:

@@ -102,12 +102,18 @@ def test_unknown_routes_and_methods_answer_json(client):
     assert_error(client.put("/albums/view-all"), 405)
 
 
-def test_paths_outside_the_roots_are_403(client, library, tmp_path):
+@pytest.fixture
+def links_out(library, tmp_path):
+    """A photo outside the roots, reached from inside the library by a file link and a folder link."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.jpg").write_bytes((PHOTOS / "zidane.jpg").read_bytes())
     os.symlink(outside / "secret.jpg", library / "link.jpg")
     os.symlink(outside, library / "linked-dir")
+
+
+@pytest.mark.usefixtures("links_out")
+def test_paths_outside_the_roots_are_403(client, library):
     client.post("/albums/create-album", json={"name": "A"})
     before = client.snapshot()
 
@@ -127,12 +133,8 @@ def test_paths_outside_the_roots_are_403(client, library, tmp_path):
     assert client.snapshot() == before
 
 
-def test_folder_scan_skips_links_that_leave_the_roots(client, library, tmp_path):
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret.jpg").write_bytes((PHOTOS / "zidane.jpg").read_bytes())
-    os.symlink(outside / "secret.jpg", library / "link.jpg")
-    os.symlink(outside, library / "linked-dir")
+@pytest.mark.usefixtures("links_out")
+def test_folder_scan_skips_links_that_leave_the_roots(client, library):
     (library / "real.jpg").write_bytes((PHOTOS / "zidane.jpg").read_bytes())
     progress = client.ingest(library)
     assert progress["total"] == 1

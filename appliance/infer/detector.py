@@ -48,21 +48,25 @@ def dequantise(values: np.ndarray, detail: dict) -> np.ndarray:
     return (values.astype(np.float32) - zero_point) * scale
 
 
-def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
-    """Indices of the boxes kept, best first; boxes are rows of x1, y1, x2, y2."""
-    order = np.argsort(-scores)
+def intersection_over_union(boxes: np.ndarray, best: int, others: np.ndarray) -> np.ndarray:
+    """IoU of box `best` with each box in `others` (indices); boxes are rows of x1, y1, x2, y2."""
+    x1 = np.maximum(boxes[best, 0], boxes[others, 0])
+    y1 = np.maximum(boxes[best, 1], boxes[others, 1])
+    x2 = np.minimum(boxes[best, 2], boxes[others, 2])
+    y2 = np.minimum(boxes[best, 3], boxes[others, 3])
+    overlap = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return overlap / (areas[best] + areas[others] - overlap + 1e-9)
+
+
+def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Indices of the boxes kept, best first."""
+    order = np.argsort(-scores)
     keep = []
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(int(best))
-        x1 = np.maximum(boxes[best, 0], boxes[rest, 0])
-        y1 = np.maximum(boxes[best, 1], boxes[rest, 1])
-        x2 = np.minimum(boxes[best, 2], boxes[rest, 2])
-        y2 = np.minimum(boxes[best, 3], boxes[rest, 3])
-        overlap = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-        iou = overlap / (areas[best] + areas[rest] - overlap + 1e-9)
-        order = rest[iou <= iou_threshold]
+        order = rest[intersection_over_union(boxes, best, rest) <= iou_threshold]
     return keep
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .detector import intersection_over_union
 from .runtime import CpuBackend
 
 # Grid strides and anchors per cell, by input size: (stride, anchors per cell) for each feature map.
@@ -40,16 +41,10 @@ def make_anchors(input_size: int) -> np.ndarray:
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou_threshold: float) -> list[Face]:
     """MediaPipe's blending NMS: overlapping candidates are averaged, weighted by score (steadier boxes)."""
     order = np.argsort(-scores)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     faces = []
     while order.size:
         best = order[0]
-        x1 = np.maximum(boxes[best, 0], boxes[order, 0])
-        y1 = np.maximum(boxes[best, 1], boxes[order, 1])
-        x2 = np.minimum(boxes[best, 2], boxes[order, 2])
-        y2 = np.minimum(boxes[best, 3], boxes[order, 3])
-        overlap = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-        iou = overlap / (areas[best] + areas[order] - overlap + 1e-9)
+        iou = intersection_over_union(boxes, best, order)
         group = order[iou > iou_threshold]
         weights = scores[group] / scores[group].sum()
         box = (boxes[group] * weights[:, None]).sum(axis=0)
