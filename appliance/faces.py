@@ -15,7 +15,6 @@ import numpy as np
 from .db import Database
 from .infer.faces import Face
 
-
 # Vectors are partitioned by person (cluster id modulo this): a search within one person reads only its
 # partition (0.4 ms at 100,000 faces instead of 10-20 ms), and a search over everyone reads them all.
 PERSON_BUCKETS = 64
