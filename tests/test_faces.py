@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 
 from appliance.db import connect
 from appliance.faces import cluster_with_cannot_links, stable_ids
@@ -30,7 +31,12 @@ def identity(path: str) -> str:
     return path.rsplit("/", 1)[1].rsplit("_", 1)[0]
 
 
-def test_ten_lfw_faces_make_exactly_four_people(client):
+EMBEDDERS = pytest.mark.parametrize("embedder", ["mobilefacenet_128d", "mobilefacenet_192d"])
+
+
+@EMBEDDERS
+def test_ten_lfw_faces_make_exactly_four_people(start_appliance, embedder):
+    client = start_appliance(embedder=embedder)
     client.ingest(FACES)
     clusters = client.get("/tag/clusters").json()["clusters"]
     people = sorted(sorted({identity(p) for p in paths}) for paths in clusters.values())
@@ -42,7 +48,9 @@ def test_ten_lfw_faces_make_exactly_four_people(client):
     assert client.get("/tag/clusters").json()["clusters"] == clusters
 
 
-def test_faces_in_the_photos_and_who_is_related(client):
+@EMBEDDERS
+def test_faces_in_the_photos_and_who_is_related(start_appliance, embedder):
+    client = start_appliance(embedder=embedder)
     client.ingest(PHOTOS)
     counts = faces_per_image(client)
     assert counts["three_khans.png"] == 3
