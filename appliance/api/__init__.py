@@ -12,11 +12,13 @@ from ..db import Database
 from ..faces import FaceIndex
 from ..ingest import IngestWorkers
 from ..paths import LibraryRoots
-from . import albums, health, images, tag
+from . import albums, health, images, tag, web
 from .openapi import openapi_document
 from .routing import ResponseCache, Route, json_error_page, make_callback
 
-ROUTES: list[Route] = health.routes.routes + albums.routes.routes + images.routes.routes + tag.routes.routes
+ROUTES: list[Route] = (
+    health.routes.routes + albums.routes.routes + images.routes.routes + tag.routes.routes + web.routes.routes
+)
 
 
 @dataclass

@@ -105,12 +105,20 @@ def describe_validation_error(error: ValidationError) -> str:
     return "Invalid request: " + "; ".join(parts) + "."
 
 
+TOKEN_COOKIE = "appliance_token"
+
+
 def check_token(expected: str | None, request: bottle.BaseRequest) -> None:
+    """The token from the Authorization header; for GETs also from the web page's cookie, since an <img>
+    cannot send a header (a cookie is never accepted for a write: no cross-site request forgery)."""
     if expected is None:
         return
-    header = request.get_header("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+    scheme, _, given = request.get_header("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" and request.method == "GET":
+        given = request.get_cookie(TOKEN_COOKIE) or ""
+    elif scheme.lower() != "bearer":
+        given = ""
+    if not given or not hmac.compare_digest(given.strip().encode(), expected.encode()):
         raise ApiError(401, "Send the appliance's API token as 'Authorization: Bearer TOKEN'.")
 
 
@@ -135,15 +143,17 @@ def read_json_body(request: bottle.BaseRequest) -> bytes:
     return request.environ["wsgi.input"].read(request.content_length)
 
 
-def parse_request(route: Route, request: bottle.BaseRequest, url_args: dict) -> Any:
+def parse_request(route: Route, request: bottle.BaseRequest, url_args: dict) -> list[Any]:
+    """The handler's arguments after the context: the body model, then the query (and URL) model."""
     try:
+        parsed = []
         if route.body is not None:
-            return route.body.model_validate_json(read_json_body(request))
+            parsed.append(route.body.model_validate_json(read_json_body(request)))
         if route.query is not None:
-            return route.query.model_validate({**request.query, **url_args})
+            parsed.append(route.query.model_validate({**request.query.decode(), **url_args}))
+        return parsed
     except ValidationError as error:
         raise ApiError(400, describe_validation_error(error)) from None
-    return None
 
 
 def render(result: Any) -> str:
@@ -187,7 +197,7 @@ def make_callback(route: Route, context: Any) -> Callable:
             parsed = parse_request(route, request, url_args)
 
             def run() -> Any:
-                return route.handler(context, parsed) if parsed is not None else route.handler(context)
+                return route.handler(context, *parsed)
 
             if route.cached:
                 body = context.cache.get_or_render(request.fullpath + "?" + request.query_string, lambda: render(run()))

@@ -1,0 +1,127 @@
+"""The local web page (static files, no build step) and the few routes it needs beyond the contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import bottle
+from pydantic import BaseModel, Field, StringConstraints
+
+from .. import catalog
+from ..errors import not_found
+from ..pipeline import DecodeError, decode, thumbnail_path, write_thumbnail
+from .albums import PathText
+from .routing import Message, Query, Request, RouteTable
+
+routes = RouteTable()
+STATIC = Path(__file__).resolve().parent.parent / "web"
+
+
+class PathQuery(Query):
+    path: PathText
+
+
+class StaticQuery(Query):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z]+\.(js|css|html)$")]
+
+
+class PersonPath(Query):
+    person_id: int
+
+
+class Rename(Request):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=128)]
+
+
+class FaceBox(BaseModel):
+    person_id: int
+    score: float
+    box: list[float] = Field(description="[x1, y1, x2, y2] as fractions of the width and height.")
+
+
+class ImageFaces(BaseModel):
+    faces: list[FaceBox]
+
+
+class Person(BaseModel):
+    person_id: int
+    name: str | None
+    photos: int
+    cover: str = Field(description="The path of one photo showing this person.")
+
+
+class People(BaseModel):
+    people: list[Person]
+
+
+@routes.get("/", needs_token=False)
+def index(ctx):
+    """The web page."""
+    return bottle.static_file("index.html", root=STATIC)
+
+
+@routes.get("/static/{name}", query=StaticQuery, needs_token=False)
+def static(ctx, req: StaticQuery):
+    """The web page's script and style."""
+    return bottle.static_file(req.name, root=STATIC)
+
+
+def indexed_image(ctx, raw: str):
+    return catalog.image_row(ctx.db.read(), ctx.roots.resolve(raw))
+
+
+@routes.get("/images/thumbnail", query=PathQuery, errors=(403, 404))
+def thumbnail(ctx, req: PathQuery):
+    """A JPEG thumbnail of an indexed image, made now if it is missing (after a restore, say)."""
+    image = indexed_image(ctx, req.path)
+    if image["content_hash"] is None:
+        raise not_found(f"{req.path} has not been analysed yet.")
+    path = thumbnail_path(ctx.settings.data_dir / "thumbnails", image["content_hash"])
+    if not path.exists():
+        try:
+            data = Path(image["path"]).read_bytes()
+            decoded = decode(data, ctx.settings.max_image_pixels, ctx.settings.thumbnail_size)
+        except (OSError, DecodeError) as error:
+            raise not_found(f"No thumbnail for {req.path}: {error}") from None
+        write_thumbnail(decoded.pixels, path, ctx.settings.thumbnail_size)
+    response = bottle.static_file(path.name, root=path.parent, mimetype="image/jpeg")
+    response.set_header("Cache-Control", "private, max-age=86400")
+    return response
+
+
+@routes.get("/images/original", query=PathQuery, errors=(403, 404))
+def original(ctx, req: PathQuery):
+    """The photo file itself, for an indexed image only."""
+    path = Path(indexed_image(ctx, req.path)["path"])
+    return bottle.static_file(path.name, root=path.parent)
+
+
+@routes.get("/tag/faces", query=PathQuery, response=ImageFaces, errors=(403, 404))
+def image_faces(ctx, req: PathQuery) -> ImageFaces:
+    """The faces found in one image, with the person each belongs to."""
+    rows = ctx.db.read().execute(
+        "SELECT cluster_id, score, x1, y1, x2, y2 FROM faces WHERE image_id = ? ORDER BY x1",
+        (indexed_image(ctx, req.path)["id"],),
+    )
+    return ImageFaces(faces=[FaceBox(person_id=r[0], score=r[1], box=[r[2], r[3], r[4], r[5]]) for r in rows])
+
+
+@routes.get("/tag/people", response=People, cached=True)
+def people(ctx) -> People:
+    """Every person (face cluster) with a name if given, a photo count and a cover photo; largest first."""
+    rows = ctx.db.read().execute(
+        "SELECT faces.cluster_id, people.name, count(DISTINCT faces.image_id), min(images.path)"
+        " FROM faces JOIN images ON images.id = faces.image_id LEFT JOIN people ON people.id = faces.cluster_id"
+        " WHERE images.status = 'done' GROUP BY faces.cluster_id ORDER BY 3 DESC, 1"
+    )
+    return People(people=[Person(person_id=r[0], name=r[1], photos=r[2], cover=r[3]) for r in rows])
+
+
+@routes.put("/tag/people/{person_id}", query=PersonPath, body=Rename, response=Message, errors=(404,))
+def rename_person(ctx, req: Rename, person: PersonPath) -> Message:
+    """Name a person (an empty name clears it)."""
+    with ctx.db.write() as conn:
+        if conn.execute("UPDATE people SET name = ? WHERE id = ?", (req.name or None, person.person_id)).rowcount == 0:
+            raise not_found(f"There is no person {person.person_id}.")
+    return Message(message=f"Person {person.person_id} renamed")
