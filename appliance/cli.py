@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -116,30 +117,38 @@ def run_doctor(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if any(check.state == "FAIL" for check in checks) else 0
 
 
-def run_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from .backup import BackupError, backup
+def report_outcome(action: str, work: Callable[[], str]) -> int:
+    """Run a backup or restore; print what it did, or why it failed, without a traceback."""
+    from .backup import BackupError
 
     try:
-        written = backup(settings.data_dir, args.destination)
+        print(work())
     except (BackupError, OSError) as error:
-        print(f"appliance: backup failed: {error}", file=sys.stderr)
+        print(f"appliance: {action} failed: {error}", file=sys.stderr)
         return 1
-    print(f"backed up {settings.data_dir} to {written} (integrity check ok)")
     return 0
+
+
+def run_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from .backup import backup
+
+    def work() -> str:
+        written = backup(settings.data_dir, args.destination)
+        return f"backed up {settings.data_dir} to {written} (integrity check ok)"
+
+    return report_outcome("backup", work)
 
 
 def run_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from .backup import BackupError, restore
+    from .backup import restore
 
-    try:
+    def work() -> str:
         kept = restore(settings.data_dir, args.source)
-    except (BackupError, OSError) as error:
-        print(f"appliance: restore failed: {error}", file=sys.stderr)
-        return 1
-    print(
-        f"restored {args.source} into {settings.data_dir}" + (f"; the previous database is in {kept}" if kept else "")
-    )
-    return 0
+        return f"restored {args.source} into {settings.data_dir}" + (
+            f"; the previous database is in {kept}" if kept else ""
+        )
+
+    return report_outcome("restore", work)
 
 
 def main(argv: list[str] | None = None) -> None:
