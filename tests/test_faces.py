@@ -12,7 +12,7 @@ from appliance.faces import cluster_with_cannot_links, stable_ids
 from appliance.infer.embedder import TEMPLATE, similarity_transform
 from appliance.server import DATABASE_FILE
 
-from .conftest import FACES, PHOTOS
+from .conftest import FACES, MODELS, PHOTOS
 
 
 def faces_per_image(client) -> dict[str, int]:
@@ -148,3 +148,29 @@ def test_similarity_transform_recovers_a_known_one():
     source = (TEMPLATE - shift) @ np.linalg.inv(scale * rotation).T
     matrix = similarity_transform(source, TEMPLATE)
     assert np.allclose(source @ matrix[:, :2].T + matrix[:, 2], TEMPLATE, atol=1e-9)
+
+
+def test_small_faces_in_a_group_photo_are_found_through_person_boxes(tmp_path):
+    from PIL import Image
+
+    from appliance.config import Settings
+    from appliance.pipeline import PipelineFactory, decode
+
+    # 12 people, each 260 px wide in a 4000x3000 photo: faces of about 30 px once decoded to 1280.
+    canvas = Image.open(PHOTOS / "000000000025.jpg").convert("RGB").resize((4000, 3000))
+    portraits = ["amir_khan.png", "salman_khan.png", "grace_hopper.bmp"]
+    for n in range(12):
+        with Image.open(PHOTOS / portraits[n % 3]) as portrait:
+            small = portrait.convert("RGB").resize((260, round(portrait.height * 260 / portrait.width)))
+        canvas.paste(small, (200 + (n % 6) * 620, 600 + (n // 6) * 1100))
+    canvas.save(tmp_path / "group.jpg", quality=90)
+    data = (tmp_path / "group.jpg").read_bytes()
+
+    pipeline = PipelineFactory(Settings(models_dir=MODELS, data_dir=tmp_path, library_roots=[tmp_path]))()
+    whole_image = pipeline.face_detector.detect(decode(data, 10**9, 1280).pixels)
+    analysis = pipeline.analyse(data, "0" * 64)
+    assert len(whole_image) <= 2
+    assert len(analysis.faces) >= 10
+    # the same portrait pasted twice is the same person
+    similarity = analysis.face_vectors @ analysis.face_vectors.T
+    assert (similarity > 0.9).sum() > len(analysis.faces)
