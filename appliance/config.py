@@ -59,6 +59,9 @@ class Settings(BaseModel):
     recluster_after: int = Field(
         50, ge=1, description="Re-cluster every face in the background once this many were added or removed."
     )
+    keep_jobs_days: int = Field(
+        30, ge=1, description="Finished ingest jobs (and their per-file results) are forgotten after this."
+    )
     ingest_workers: int | None = Field(
         None,
         ge=1,

@@ -24,6 +24,7 @@ from .pipeline import Analysis, DecodeError, Pipeline
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 512 << 20
+PRUNE_EVERY_SECONDS = 3600
 
 
 class IngestFailure(Exception):
@@ -186,11 +187,14 @@ class IngestWorkers:
         make_pipeline: Callable[[], Pipeline],
         workers: int,
         recluster_after: int,
+        keep_jobs_days: int = 30,
         idle_poll_seconds: float = 5.0,
     ):
         self.db = db
         self.faces = faces
         self.recluster_after = recluster_after
+        self.keep_jobs_days = keep_jobs_days
+        self._last_prune = -PRUNE_EVERY_SECONDS  # first prune at the first idle moment
         self.faces_at_last_recluster = face_count(db)
         self.make_pipeline = make_pipeline
         self.idle_poll_seconds = idle_poll_seconds
@@ -250,6 +254,7 @@ class IngestWorkers:
             items = jobs.queued_after(self.db, last_id, limit=self.workers * 4)
             if not items:
                 self._recluster_if_due()
+                self._prune_if_due()
                 self._wake.wait(self.idle_poll_seconds)
                 self._wake.clear()
                 continue
@@ -261,6 +266,12 @@ class IngestWorkers:
                         break
                     except queue.Full:
                         continue
+
+    def _prune_if_due(self) -> None:
+        """Once an hour at most (each prune is a write, and a write empties the listing caches)."""
+        if time.monotonic() - self._last_prune >= PRUNE_EVERY_SECONDS:
+            self._last_prune = time.monotonic()
+            jobs.prune(self.db, self.keep_jobs_days)
 
     def _recluster_if_due(self) -> None:
         """After a large ingest (or removal), once the queue is empty, re-cluster every face."""

@@ -91,3 +91,13 @@ def progress(db: Database, job_id: str, max_failures: int = 100) -> dict:
 def queue_counts(db: Database) -> dict[str, int]:
     counts = dict(db.read().execute("SELECT state, count(*) FROM job_items GROUP BY state"))
     return {state: counts.get(state, 0) for state in ("queued", "done", "failed")}
+
+
+def prune(db: Database, keep_days: int) -> int:
+    """Forget finished jobs older than `keep_days` (their items go with them); returns how many."""
+    with db.write(durable=False) as conn:
+        return conn.execute(
+            "DELETE FROM jobs WHERE created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"
+            " AND NOT EXISTS (SELECT 1 FROM job_items WHERE job_id = jobs.id AND state = 'queued')",
+            (f"-{keep_days} days",),
+        ).rowcount

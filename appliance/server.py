@@ -68,7 +68,9 @@ class Appliance:
         faces = FaceIndex(pipelines.face_dimensions, settings.face_threshold)
         faces.create_table(self.db)
         workers = settings.ingest_workers or os.cpu_count() or 1
-        self.worker = IngestWorkers(self.db, faces, pipelines, workers, settings.recluster_after)
+        self.worker = IngestWorkers(
+            self.db, faces, pipelines, workers, settings.recluster_after, settings.keep_jobs_days
+        )
         self.worker.start()
         context = Context(
             settings=settings, db=self.db, roots=roots, worker=self.worker, faces=faces, models=pipelines.describe()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import types
+from pathlib import Path
 
 import pytest
 import sqlean
@@ -68,4 +69,19 @@ def test_deleting_an_image_cascades(tmp_path):
         conn.execute("DELETE FROM images WHERE id = 1")
     counts = [db.read().execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("album_images", "objects")]
     assert counts == [0, 0]
+    db.close()
+
+
+def test_old_finished_jobs_are_pruned_but_not_unfinished_ones(tmp_path):
+    from appliance import jobs
+
+    db = Database(tmp_path / "a.db")
+    old, pending, recent = (jobs.enqueue(db, "images", [Path(f"/p/{n}.jpg")]) for n in ("old", "pending", "recent"))
+    with db.write() as conn:
+        conn.execute("UPDATE job_items SET state = 'done' WHERE job_id IN (?, ?)", (old, recent))
+        conn.execute("UPDATE jobs SET created_at = '2020-01-01T00:00:00Z' WHERE id IN (?, ?)", (old, pending))
+    assert jobs.prune(db, keep_days=30) == 1
+    left = {row[0] for row in db.read().execute("SELECT id FROM jobs")}
+    assert left == {pending, recent}
+    assert db.read().execute("SELECT count(*) FROM job_items").fetchone()[0] == 2
     db.close()
