@@ -27,6 +27,9 @@ from .models import load_manifest
 Image.MAX_IMAGE_PIXELS = None
 
 
+DRAFT_FRACTION = 0.75
+
+
 class DecodeError(Exception):
     """The file is not an image this appliance can read; the message says why."""
 
@@ -66,30 +69,35 @@ def flatten_to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def decode(data: bytes, max_pixels: int, analysis_size: int) -> DecodedImage:
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise DecodeError(
-                    f"{width}x{height} is more than the {max_pixels} pixels allowed (decompression-bomb limit)."
-                )
-            exif = image.getexif()
-            taken_at = exif_taken_at(exif)
-            # JPEG only: let libjpeg decode at 1/2, 1/4 or 1/8 scale, still at least analysis_size.
-            image.draft("RGB", (analysis_size, analysis_size))
-            upright = ImageOps.exif_transpose(image)
-            pixels = flatten_to_rgb(upright)
+        # No `with`: closing would free the pixels; the in-memory file needs no closing.
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise DecodeError(
+                f"{width}x{height} is more than the {max_pixels} pixels allowed (decompression-bomb limit)."
+            )
+        exif = image.getexif()
+        taken_at = exif_taken_at(exif)
+        # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale. Asking for 3/4 of the analysis size lets a
+        # 12 MP photo decode at 1/4 (1000 px) with no resize after, instead of at 1/2 and a resize; measured,
+        # that resize was a fifth of all ingest CPU.
+        scale = DRAFT_FRACTION * analysis_size / max(width, height)
+        image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+        ImageOps.exif_transpose(image, in_place=True)
+        pixels = flatten_to_rgb(image)
     except DecodeError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise DecodeError(f"Cannot decode the image: {error}") from None
     if exif.get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
         width, height = height, width
-    pixels.thumbnail((analysis_size, analysis_size), Image.Resampling.BILINEAR)
+    if max(pixels.size) > analysis_size:
+        pixels.thumbnail((analysis_size, analysis_size), Image.Resampling.BILINEAR)
     return DecodedImage(pixels, width, height, taken_at)
 
 
