@@ -71,7 +71,7 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted (413 above).")
     max_image_pixels: int = Field(120_000_000, ge=1, description="Images with more pixels fail as decompression bombs.")
     analysis_size: int = Field(
-        1280, ge=320, description="Longest side, in pixels, of the decoded image the models see."
+        1280, ge=320, description="Longest side, in pixels, of the decoded image the models see (at most)."
     )
     thumbnail_size: int = Field(320, ge=32, description="Longest side of the cached thumbnails.")
     server_threads: int = Field(16, ge=1, le=256, description="HTTP worker threads.")
