@@ -29,7 +29,7 @@ def enqueue(db: Database, kind: str, paths: Sequence[Path], source: Path | None 
             (job_id, kind, str(source) if source else None),
         )
         conn.executemany("INSERT INTO images (path) VALUES (?) ON CONFLICT (path) DO NOTHING", rows)
-        conn.executemany(f"INSERT INTO job_items (job_id, path) VALUES ('{job_id}', ?)", rows)
+        conn.executemany("INSERT INTO job_items (job_id, path) VALUES (?, ?)", [(job_id, p) for (p,) in rows])
     return job_id
 
 
