@@ -154,6 +154,8 @@ def ingest_one(db: Database, faces: FaceIndex, pipeline: Pipeline, locks: Conten
         stat, data = read_file(item.path)
     except FileNotFoundError:
         return store_failure(db, item, "The file no longer exists.")
+    except OSError as error:  # from the stat: no permission, a vanished disk
+        return store_failure(db, item, f"Cannot read the file: {error.strerror or error}.")
     except IngestFailure as failure:
         return store_failure(db, item, str(failure))
     digest = hashlib.sha256(data).hexdigest()

@@ -188,3 +188,20 @@ def test_health_reports_versions_and_counts(start_appliance, library):
         "mobilefacenet_128d": "cpu",
     }
     assert health["models"]["runtime"] == "ai-edge-litert"
+
+
+def test_a_file_gone_before_its_turn_fails_with_its_reason(tmp_path):
+    from appliance import jobs
+    from appliance.db import Database
+    from appliance.faces import FaceIndex
+    from appliance.ingest import ContentLocks, ingest_one
+
+    db = Database(tmp_path / "a.db")
+    gone = tmp_path / "gone.jpg"
+    jobs.enqueue(db, "images", [gone])
+    (item,) = jobs.queued_after(db, 0, 10)
+    ingest_one(db, FaceIndex(128, 0.5), None, ContentLocks(), item)  # the pipeline is never reached
+    state, error = db.read().execute("SELECT state, error FROM job_items").fetchone()
+    assert (state, error) == ("failed", "The file no longer exists.")
+    assert db.read().execute("SELECT status, error FROM images").fetchone()[0] == "failed"
+    db.close()
