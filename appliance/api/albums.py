@@ -7,13 +7,12 @@ from typing import Annotated
 from pydantic import AliasChoices, BaseModel, Field, StringConstraints
 
 from .. import albums
-from .routing import Message, Query, Request, RouteTable
+from .routing import Message, PathText, Query, Request, RouteTable
 
 routes = RouteTable()
 
 AlbumName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Description = Annotated[str, StringConstraints(max_length=10_000)]
-PathText = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
 class CreateAlbum(Request):

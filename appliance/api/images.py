@@ -9,8 +9,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from .. import catalog, jobs
 from ..errors import bad_request
 from ..paths import is_image_name
-from .albums import PathText
-from .routing import Message, Query, Request, RouteTable, respond
+from .routing import Message, PathQuery, PathText, Query, Request, RouteTable, respond
 
 routes = RouteTable()
 
@@ -18,10 +17,6 @@ routes = RouteTable()
 class PageQuery(Query):
     offset: Annotated[int, Field(ge=0)] = 0
     limit: Annotated[int | None, Field(ge=1, le=100_000)] = None
-
-
-class PathQuery(Query):
-    path: PathText
 
 
 class JobQuery(Query):
@@ -91,6 +86,11 @@ def all_images(ctx, req: PageQuery) -> ImageList:
     """Every indexed image, sorted by path; paged with offset and limit."""
     paths, total = catalog.all_paths(ctx.db, req.offset, req.limit)
     return ImageList(images=paths) if total is None else ImageList(images=paths, total=total)
+
+
+def indexed_image(ctx, raw: str):
+    """The index row of the image a client named: 403 outside the roots, 404 when not indexed."""
+    return catalog.image_row(ctx.db.read(), ctx.roots.resolve(raw))
 
 
 def queue(ctx, kind: str, paths, source=None) -> str:

@@ -12,10 +12,10 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import bottle
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from ..errors import ApiError
 
@@ -32,6 +32,13 @@ class Query(BaseModel):
     """Base of query-string models: browsers and proxies add parameters of their own, so extras pass."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+PathText = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class PathQuery(Query):
+    path: PathText
 
 
 class Message(BaseModel):

@@ -6,9 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from .. import catalog
-from .albums import PathText
-from .routing import Query, RouteTable
+from .images import indexed_image
+from .routing import PathQuery, Query, RouteTable
 
 routes = RouteTable()
 
@@ -20,10 +19,6 @@ class MatchQuery(Query):
 
 class ClustersQuery(Query):
     min_size: Annotated[int, Field(ge=1)] = 1
-
-
-class RelatedQuery(Query):
-    path: PathText
 
 
 class SimilarPair(BaseModel):
@@ -57,8 +52,8 @@ def clusters(ctx, req: ClustersQuery) -> Clusters:
     return Clusters(clusters=ctx.faces.clusters(ctx.db, req.min_size))
 
 
-@routes.get("/tag/related-images", query=RelatedQuery, response=Related, errors=(403, 404))
-def related_images(ctx, req: RelatedQuery) -> Related:
+@routes.get("/tag/related-images", query=PathQuery, response=Related, errors=(403, 404))
+def related_images(ctx, req: PathQuery) -> Related:
     """Other images showing any person in this one, most similar first."""
-    image = catalog.image_row(ctx.db.read(), ctx.roots.resolve(req.path))
+    image = indexed_image(ctx, req.path)
     return Related(related_images=ctx.faces.related_images(ctx.db, image["id"]))

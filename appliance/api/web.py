@@ -8,18 +8,13 @@ from typing import Annotated
 import bottle
 from pydantic import BaseModel, Field, StringConstraints
 
-from .. import catalog
 from ..errors import not_found
 from ..pipeline import DecodeError, decode, thumbnail_path, write_thumbnail
-from .albums import PathText
-from .routing import Message, Query, Request, RouteTable
+from .images import indexed_image
+from .routing import Message, PathQuery, Query, Request, RouteTable
 
 routes = RouteTable()
 STATIC = Path(__file__).resolve().parent.parent / "web"
-
-
-class PathQuery(Query):
-    path: PathText
 
 
 class StaticQuery(Query):
@@ -65,10 +60,6 @@ def index(ctx):
 def static(ctx, req: StaticQuery):
     """The web page's script and style."""
     return bottle.static_file(req.name, root=STATIC)
-
-
-def indexed_image(ctx, raw: str):
-    return catalog.image_row(ctx.db.read(), ctx.roots.resolve(raw))
 
 
 @routes.get("/images/thumbnail", query=PathQuery, errors=(403, 404))
