@@ -20,6 +20,14 @@ class ModelError(Exception):
     """A model cannot be used; the message names the file and what to do. Stops start-up."""
 
 
+class ModelMissing(ModelError):
+    """The model file is not in the models dir."""
+
+
+class ModelMismatch(ModelError):
+    """The model file is there but its sha256 is not the manifest's."""
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,13 +67,13 @@ def verified_path(spec: ModelSpec, models_dir: Path, edgetpu: bool = False) -> P
     relative, expected = spec.variants(edgetpu)
     path = models_dir / relative
     if not path.is_file():
-        raise ModelError(
+        raise ModelMissing(
             f"model file missing: {path} (model '{spec.name}'). Copy it there, run `appliance models fetch`,"
             " or point models_dir at the folder that holds it."
         )
     actual = sha256_of(path)
     if actual != expected:
-        raise ModelError(
+        raise ModelMismatch(
             f"model file {path} does not match the manifest (sha256 {actual[:12]}..., expected {expected[:12]}...):"
             " replace it with the file the manifest names."
         )
@@ -75,8 +83,10 @@ def verified_path(spec: ModelSpec, models_dir: Path, edgetpu: bool = False) -> P
 def status(spec: ModelSpec, models_dir: Path) -> str:
     try:
         verified_path(spec, models_dir)
-    except ModelError as error:
-        return "missing" if "missing" in str(error) else "bad checksum"
+    except ModelMissing:
+        return "missing"
+    except ModelMismatch:
+        return "bad checksum"
     return "ok"
 
 
