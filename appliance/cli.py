@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,41 +16,33 @@ from . import __version__
 from .config import Settings, load_settings
 
 
-def _add_setting(parser: argparse.ArgumentParser, name: str, *flags: str, **options) -> None:
-    """A flag for a setting, with the setting's own help text."""
-    flags = flags or ("--" + name.replace("_", "-"),)
+def flag_options(name: str) -> dict:
+    """argparse options for a setting, derived from its type in the settings table."""
+    annotation = Settings.model_fields[name].annotation
+    if isinstance(annotation, types.UnionType):  # `X | None`: the flag takes an X
+        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    kind = annotation
+    if typing.get_origin(kind) is list:
+        item = typing.get_args(kind)[0]
+        return {"type": item, "action": "append", "metavar": "DIR" if item is Path else "VALUE"}
+    if typing.get_origin(kind) is typing.Literal:
+        return {"choices": list(typing.get_args(kind))}
+    if kind is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    return {"type": kind}
+
+
+def add_setting(parser: argparse.ArgumentParser, name: str) -> None:
+    """A flag for a setting, with the setting's own help text; a list repeats its flag in the singular
+    (library_roots: --library-root A --library-root B)."""
+    options = flag_options(name)
+    flag = "--" + (name.removesuffix("s") if options.get("action") == "append" else name).replace("_", "-")
     help_text = Settings.model_fields[name].description
-    parser.add_argument(*flags, dest=name, default=None, help=f"{help_text} [env APPLIANCE_{name.upper()}]", **options)
+    parser.add_argument(flag, dest=name, default=None, help=f"{help_text} [env APPLIANCE_{name.upper()}]", **options)
 
 
-SERVE_SETTINGS = [
-    "host",
-    "port",
-    "data_dir",
-    "library_roots",
-    "models_dir",
-    "api_token",
-    "max_body_bytes",
-    "accelerator",
-    "detector",
-    "object_threshold",
-    "embedder",
-    "face_threshold",
-    "ingest_workers",
-]
-FLAG_OPTIONS = {
-    "port": {"type": int},
-    "data_dir": {"type": Path},
-    "library_roots": {"type": Path, "action": "append", "metavar": "DIR"},
-    "models_dir": {"type": Path},
-    "max_body_bytes": {"type": int},
-    "accelerator": {"choices": ["auto", "cpu", "edgetpu"]},
-    "detector": {"choices": ["yolov8n", "ssd_mobilenet_v1"]},
-    "object_threshold": {"type": float},
-    "embedder": {"choices": ["mobilefacenet_128d", "mobilefacenet_192d"]},
-    "face_threshold": {"type": float},
-    "ingest_workers": {"type": int},
-}
+# serve and doctor take every setting; the other commands only what they use.
+EVERY_SETTING = list(Settings.model_fields)
 
 
 def add_command(commands, name: str, help_text: str, handler, settings: list[str]) -> argparse.ArgumentParser:
@@ -56,8 +50,7 @@ def add_command(commands, name: str, help_text: str, handler, settings: list[str
     parser = commands.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("--config", type=Path, help="TOML config file [env APPLIANCE_CONFIG]")
     for setting in settings:
-        flags = ("--library-root",) if setting == "library_roots" else ()
-        _add_setting(parser, setting, *flags, **FLAG_OPTIONS.get(setting, {}))
+        add_setting(parser, setting)
     parser.set_defaults(handler=handler)
     return parser
 
@@ -66,11 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="appliance", description="Photo-library appliance.")
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-    add_command(commands, "serve", "Run the HTTP API and the ingest workers until stopped.", run_serve, SERVE_SETTINGS)
+    add_command(commands, "serve", "Run the HTTP API and the ingest workers until stopped.", run_serve, EVERY_SETTING)
     models = add_command(commands, "models", "List or download the model files.", run_models, ["models_dir"])
     models.add_argument("action", choices=["list", "fetch"], help="list: what is there; fetch: download what is not")
     add_command(
-        commands, "doctor", "Check what the device needs; exit non-zero if something fails.", run_doctor, SERVE_SETTINGS
+        commands, "doctor", "Check what the device needs; exit non-zero if something fails.", run_doctor, EVERY_SETTING
     )
     backup = add_command(
         commands, "backup", "Copy the database, consistently, even while serving.", run_backup, ["data_dir"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -75,6 +76,22 @@ class Settings(BaseModel):
     )
     thumbnail_size: int = Field(320, ge=32, description="Longest side of the cached thumbnails.")
     server_threads: int = Field(16, ge=1, le=256, description="HTTP worker threads.")
+    decode_budget_mib: int = Field(
+        256,
+        ge=16,
+        description="MiB of decoded pixels the ingest workers may hold at once; an image needing more fails"
+        " with a reason.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="More Host names clients may use, beyond loopback and this machine's names and addresses"
+        " ('*': any; env: comma-separated).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins (scheme://host[:port]) whose pages may call the API; never with credentials"
+        " (env: comma-separated).",
+    )
 
     @field_validator("library_roots", mode="before")
     @classmethod
@@ -83,6 +100,21 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part]
         return value
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def split_comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def origins_are_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin like http://photos.example:8080 (no path)")
+        return [origin.lower() for origin in value]
 
     @field_validator("library_roots")
     @classmethod
