@@ -8,7 +8,9 @@ from pathlib import Path
 
 from .errors import ApiError, bad_request
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+)
 
 
 def is_image_name(path: str | Path) -> bool:

@@ -5,41 +5,23 @@ Each stage takes what the previous one produced; the file is decoded once, at th
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps
+from PIL import Image
 
 from .config import Settings, resolve_models_dir
+from .decode import DecodeBudget, decode
+from .decode import DecodeError as DecodeError  # ingest catches it from here
 from .infer.detector import DETECTORS, Detection, ObjectDetector, labels_from_model
 from .infer.embedder import FaceEmbedder, align
 from .infer.faces import BlazeFaceDetector, Face
 from .infer.runtime import RUNTIME, ModelLoader
 from .models import load_manifest
-
-# decode() checks the configured limit itself, from the header, before any pixel is decoded;
-# Pillow's process-wide default would otherwise override the setting.
-Image.MAX_IMAGE_PIXELS = None
-
-
-DRAFT_FRACTION = 0.75
-
-
-class DecodeError(Exception):
-    """The file is not an image this appliance can read; the message says why."""
-
-
-@dataclass
-class DecodedImage:
-    pixels: Image.Image  # RGB, upright, longest side at most the analysis size
-    width: int  # of the original, after EXIF orientation
-    height: int
-    taken_at: str | None
 
 
 @dataclass
@@ -50,55 +32,6 @@ class Analysis:
     objects: list[Detection]
     faces: list[Face]
     face_vectors: np.ndarray  # one L2-normalised row per face
-
-
-def exif_taken_at(exif: Image.Exif) -> str | None:
-    """DateTimeOriginal (else DateTime) as ISO 8601 local time, or None when absent or malformed."""
-    raw = exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.DateTimeOriginal) or exif.get(ExifTags.Base.DateTime)
-    if not isinstance(raw, str):
-        return None
-    try:
-        return datetime.strptime(raw.strip("\x00 "), "%Y:%m:%d %H:%M:%S").isoformat()
-    except ValueError:
-        return None
-
-
-def flatten_to_rgb(image: Image.Image) -> Image.Image:
-    """RGB, with any transparency composited onto white (transparent pixels are often black underneath)."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def decode(data: bytes, max_pixels: int, analysis_size: int) -> DecodedImage:
-    try:
-        # No `with`: closing would free the pixels; the in-memory file needs no closing.
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if width * height > max_pixels:
-            raise DecodeError(
-                f"{width}x{height} is more than the {max_pixels} pixels allowed (decompression-bomb limit)."
-            )
-        exif = image.getexif()
-        taken_at = exif_taken_at(exif)
-        # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale. Asking for 3/4 of the analysis size lets a
-        # 12 MP photo decode at 1/4 (1000 px) with no resize after, instead of at 1/2 and a resize; measured,
-        # that resize was a fifth of all ingest CPU.
-        scale = DRAFT_FRACTION * analysis_size / max(width, height)
-        image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
-        ImageOps.exif_transpose(image, in_place=True)
-        pixels = flatten_to_rgb(image)
-    except DecodeError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise DecodeError(f"Cannot decode the image: {error}") from None
-    if exif.get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
-        width, height = height, width
-    if max(pixels.size) > analysis_size:
-        pixels.thumbnail((analysis_size, analysis_size), Image.Resampling.BILINEAR)
-    return DecodedImage(pixels, width, height, taken_at)
 
 
 def write_thumbnail(pixels: Image.Image, path: Path, size: int) -> None:
@@ -131,6 +64,7 @@ class Pipeline:
         object_threshold: float,
         face_detector: BlazeFaceDetector,
         embedder: FaceEmbedder,
+        budget: DecodeBudget,
     ):
         self.settings = settings
         self.thumbnails_dir = thumbnails_dir
@@ -138,9 +72,10 @@ class Pipeline:
         self.object_threshold = object_threshold
         self.face_detector = face_detector
         self.embedder = embedder
+        self.budget = budget
 
-    def analyse(self, data: bytes, content_hash: str) -> Analysis:
-        decoded = decode(data, self.settings.max_image_pixels, self.settings.analysis_size)
+    def analyse(self, file: BinaryIO, content_hash: str) -> Analysis:
+        decoded = decode(file, self.settings.max_image_pixels, self.settings.analysis_size, self.budget)
         write_thumbnail(decoded.pixels, thumbnail_path(self.thumbnails_dir, content_hash), self.settings.thumbnail_size)
         objects = self.detector.detect(decoded.pixels, self.object_threshold)
         faces = self.face_detector.detect(decoded.pixels)
@@ -209,6 +144,7 @@ class PipelineFactory:
         self.detector_class = DETECTORS[settings.detector]
         self.detector_labels = labels_from_model(self.models_dir / self.detector_spec.file)
         self.object_threshold = settings.object_threshold or self.detector_class.default_threshold
+        self.budget = DecodeBudget(settings.decode_budget_mib << 20)  # one for all workers: memory is shared
 
     def __call__(self) -> Pipeline:
         return Pipeline(
@@ -218,6 +154,7 @@ class PipelineFactory:
             self.object_threshold,
             BlazeFaceDetector(self.loader.open(self.face_spec), self.settings.face_min_score),
             FaceEmbedder(self.loader.open(self.embedder_spec)),
+            self.budget,
         )
 
     def describe(self) -> dict:

@@ -154,7 +154,8 @@ def test_small_faces_in_a_group_photo_are_found_through_person_boxes(tmp_path):
     from PIL import Image
 
     from appliance.config import Settings
-    from appliance.pipeline import PipelineFactory, decode
+    from appliance.decode import decode
+    from appliance.pipeline import PipelineFactory
 
     # 12 people, each 260 px wide in a 4000x3000 photo: faces of about 30 px once decoded to 1280.
     canvas = Image.open(PHOTOS / "000000000025.jpg").convert("RGB").resize((4000, 3000))
@@ -164,11 +165,12 @@ def test_small_faces_in_a_group_photo_are_found_through_person_boxes(tmp_path):
             small = portrait.convert("RGB").resize((260, round(portrait.height * 260 / portrait.width)))
         canvas.paste(small, (200 + (n % 6) * 620, 600 + (n // 6) * 1100))
     canvas.save(tmp_path / "group.jpg", quality=90)
-    data = (tmp_path / "group.jpg").read_bytes()
 
     pipeline = PipelineFactory(Settings(models_dir=MODELS, data_dir=tmp_path, library_roots=[tmp_path]))()
-    whole_image = pipeline.face_detector.detect(decode(data, 10**9, 1280).pixels)
-    analysis = pipeline.analyse(data, "0" * 64)
+    with open(tmp_path / "group.jpg", "rb") as f:
+        whole_image = pipeline.face_detector.detect(decode(f, 10**9, 1280, pipeline.budget).pixels)
+        f.seek(0)
+        analysis = pipeline.analyse(f, "0" * 64)
     assert len(whole_image) <= 2
     assert len(analysis.faces) >= 10
     # the same portrait pasted twice is the same person

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Annotated
 
 import bottle
 from pydantic import BaseModel, Field, StringConstraints
 
+from ..decode import DecodeBudget, DecodeError, decode
 from ..errors import not_found
-from ..pipeline import DecodeError, decode, thumbnail_path, write_thumbnail
+from ..pipeline import thumbnail_path, write_thumbnail
+from ..source import MAX_FILE_BYTES, SourceError, open_source
 from .images import indexed_image
 from .routing import Message, PathQuery, Query, Request, RouteTable
 
@@ -62,6 +65,12 @@ def static(ctx, req: StaticQuery):
     return bottle.static_file(req.name, root=STATIC)
 
 
+@cache
+def thumbnail_budget(mib: int) -> DecodeBudget:
+    """One budget for the thumbnails the HTTP threads make again, so that many requests at once stay in it."""
+    return DecodeBudget(mib << 20)
+
+
 @routes.get("/images/thumbnail", query=PathQuery, errors=(403, 404))
 def thumbnail(ctx, req: PathQuery):
     """A JPEG thumbnail of an indexed image, made now if it is missing (after a restore, say)."""
@@ -71,9 +80,12 @@ def thumbnail(ctx, req: PathQuery):
     path = thumbnail_path(ctx.settings.data_dir / "thumbnails", image["content_hash"])
     if not path.exists():
         try:
-            data = Path(image["path"]).read_bytes()
-            decoded = decode(data, ctx.settings.max_image_pixels, ctx.settings.thumbnail_size)
-        except (OSError, DecodeError) as error:
+            with open_source(image["path"], ctx.roots, MAX_FILE_BYTES) as source:
+                if source.digest != image["content_hash"]:  # its thumbnail would not be of the analysed content
+                    raise SourceError("The file has changed since it was analysed.")
+                budget = thumbnail_budget(ctx.settings.decode_budget_mib)
+                decoded = decode(source.file, ctx.settings.max_image_pixels, ctx.settings.thumbnail_size, budget)
+        except (SourceError, DecodeError) as error:
             raise not_found(f"No thumbnail for {req.path}: {error}") from None
         write_thumbnail(decoded.pixels, path, ctx.settings.thumbnail_size)
     response = bottle.static_file(path.name, root=path.parent, mimetype="image/jpeg")
