@@ -14,6 +14,7 @@ from .api import Context, make_app
 from .config import Settings
 from .db import Database
 from .faces import FaceIndex
+from .http import make_server
 from .ingest import IngestWorkers
 from .models import ModelError
 from .paths import LibraryRoots
@@ -75,14 +76,7 @@ class Appliance:
         context = Context(
             settings=settings, db=self.db, roots=roots, worker=self.worker, faces=faces, models=pipelines.describe()
         )
-        self.http = wsgi.Server(
-            (settings.host, settings.port),
-            make_app(context),
-            numthreads=settings.server_threads,
-            server_name="appliance",
-            shutdown_timeout=5,
-        )
-        self.http.max_request_header_size = 64 * 1024
+        self.http = make_server(settings, make_app(context))
         self.http.prepare()
         self._http_thread = threading.Thread(target=self.http.serve, name="http", daemon=True)
         self._http_thread.start()

@@ -13,6 +13,7 @@ from ..faces import FaceIndex
 from ..ingest import IngestWorkers
 from ..paths import LibraryRoots
 from . import albums, health, images, tag, web
+from .guard import Guard
 from .openapi import openapi_document
 from .routing import ResponseCache, Route, json_error_page, make_callback
 
@@ -38,9 +39,10 @@ class Context:
         self.cache = ResponseCache(self.db)
 
 
-def make_app(context: Context) -> bottle.Bottle:
+def make_app(context: Context) -> Guard:
+    """Every route, wrapped in the Host and CORS checks so they cover unknown routes and static files too."""
     app = bottle.Bottle(catchall=True)
     for route in ROUTES:
         app.route(route.bottle_path, route.method, make_callback(route, context))
     app.default_error_handler = json_error_page
-    return app
+    return Guard(app, context.settings)
