@@ -6,9 +6,9 @@ import os
 import time
 from pathlib import Path
 
+from .datadir import DATABASE_FILE, DataDirInUse, DataDirLock
 from .db import connect, sqlite_module
-from .migrations import applied
-from .server import DATABASE_FILE
+from .migrations import SchemaTooNew, applied, check_not_newer
 
 
 class BackupError(Exception):
@@ -25,8 +25,12 @@ def check_database(path: Path) -> None:
         result = conn.execute("PRAGMA integrity_check").fetchone()[0]
         if result != "ok":
             raise BackupError(f"{path} fails its integrity check: {result}")
-        if not applied(conn):
+        names = applied(conn)
+        if not names:
             raise BackupError(f"{path} is not an appliance database (no schema migrations recorded)")
+        check_not_newer(names)
+    except SchemaTooNew as error:
+        raise BackupError(f"{path}: {error}") from None
     finally:
         conn.close()
 
@@ -59,11 +63,20 @@ def backup(data_dir: Path, destination: Path) -> Path:
 
 
 def restore(data_dir: Path, source: Path) -> Path | None:
-    """Replace the data dir's database with `source` (stop the service first); the old one is kept aside."""
+    """Replace the data dir's database with `source`, refused while the appliance runs on that data dir (it
+    would go on writing into the replaced file); the old one is kept aside."""
     if not source.is_file():
         raise BackupError(f"no backup file at {source}")
     check_database(source)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        with DataDirLock(data_dir):
+            return replace_database(data_dir, source)
+    except DataDirInUse as error:
+        raise BackupError(str(error)) from None
+
+
+def replace_database(data_dir: Path, source: Path) -> Path | None:
     target = data_dir / DATABASE_FILE
     kept = None
     if target.exists():

@@ -79,13 +79,13 @@ def status_counts(db: Database) -> dict[str, int]:
 
 
 def new_or_changed(db: Database, folder: Path, paths: Iterable[Path]) -> list[Path]:
-    """The paths not already analysed with the same size and mtime (a stat, no read)."""
+    """The paths not already analysed, or failed, with the same size and mtime (a stat, no read)."""
     prefix = str(folder).rstrip("/") + "/"
     # Every path under the folder sorts between "folder/" and "folder0" ("0" follows "/").
     known = {
         row[0]: (row[1], row[2])
         for row in db.read().execute(
-            "SELECT path, size, mtime_ns FROM images WHERE status = 'done' AND path >= ? AND path < ?",
+            "SELECT path, size, mtime_ns FROM images WHERE status != 'pending' AND path >= ? AND path < ?",
             (prefix, prefix[:-1] + "0"),
         )
     }
@@ -93,7 +93,10 @@ def new_or_changed(db: Database, folder: Path, paths: Iterable[Path]) -> list[Pa
     for path in paths:
         seen = known.get(str(path))
         if seen is not None:
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except OSError:  # gone since the scan: nothing to queue
+                continue
             if seen == (stat.st_size, stat.st_mtime_ns):
                 continue
         changed.append(path)

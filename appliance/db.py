@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -11,9 +13,25 @@ from types import ModuleType
 
 import sqlite_vec
 
+from .errors import DiskFull
 from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
+SQLITE_FULL = 13
+
+log = logging.getLogger(__name__)
+
+
+def is_disk_full(error: Exception) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == SQLITE_FULL) or "disk is full" in str(error)
+
+
+def free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
 
 
 def sqlite_module(stdlib: ModuleType = sqlite3) -> ModuleType:
@@ -86,17 +104,34 @@ class Database:
 
         durable: fsync at commit, so what a client was told survives a power cut. Work that is redone
         anyway when lost (an analysis result, whose queue item stays queued with it) can skip that.
+        A full disk, at any statement or at COMMIT, leaves as DiskFull (507) with nothing changed.
         """
         with self._write_lock:
-            self._writer.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-            self._writer.execute("BEGIN IMMEDIATE")
+            conn = self._writer
             try:
-                yield self._writer
-            except BaseException:
-                self._writer.execute("ROLLBACK")
+                conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    self._roll_back()  # also after a failed COMMIT, which leaves the transaction open
+                    raise
+            except self.module.Error as error:
+                if is_disk_full(error):
+                    raise DiskFull(str(self.path.parent), free_bytes(self.path.parent)) from error
                 raise
-            self._writer.execute("COMMIT")
             self.generation += 1
+
+    def _roll_back(self) -> None:
+        """End the failed transaction; a connection that cannot even roll back is replaced."""
+        try:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+        except self.module.Error:
+            log.exception("rollback failed; reopening the database's write connection")
+            self._writer.close()
+            self._writer = connect(self.path, self.module)
 
     def versions(self) -> dict[str, str]:
         sqlite_version, vec_version = self.read().execute("SELECT sqlite_version(), vec_version()").fetchone()

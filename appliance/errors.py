@@ -1,4 +1,4 @@
-"""The one error type: every failure a client can cause carries its HTTP status and a sentence to act on."""
+"""The error types: every failure a client can cause carries its HTTP status and a sentence to act on."""
 
 
 class ApiError(Exception):
@@ -14,3 +14,21 @@ def bad_request(detail: str) -> ApiError:
 
 def not_found(detail: str) -> ApiError:
     return ApiError(404, detail)
+
+
+class DiskFull(ApiError):
+    """The data dir's disk is full: writes answer 507 and ingest pauses until space comes back."""
+
+    retry_after = 2.0  # seconds before a background loop looks again: resume soon after space is freed
+
+    def __init__(self, where: str, free_bytes: int):
+        super().__init__(
+            507,
+            f"The appliance's disk is full ({free_bytes} bytes free in {where}): nothing was changed. Free some"
+            " space there; the appliance resumes by itself.",
+        )
+        self.free_bytes = free_bytes
+
+
+class StartupError(Exception):
+    """The appliance cannot start; the message says what to do."""

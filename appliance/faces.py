@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -18,6 +18,13 @@ from .infer.faces import Face
 # Vectors are partitioned by person (cluster id modulo this): a search within one person reads only its
 # partition (0.4 ms at 100,000 faces instead of 10-20 ms), and a search over everyone reads them all.
 PERSON_BUCKETS = 64
+
+# Faces added or removed since the last re-clustering, kept in the database so a restart keeps what is due.
+COUNT_CHANGES = "UPDATE counters SET value = value + ? WHERE name = 'faces_changed'"
+
+
+def faces_changed(db: Database) -> int:
+    return db.read().execute("SELECT value FROM counters WHERE name = 'faces_changed'").fetchone()[0]
 
 
 class FaceIndex:
@@ -63,6 +70,7 @@ class FaceIndex:
                 f"INSERT INTO {self.table} (rowid, bucket, embedding, cluster_id) VALUES (?, ?, ?, ?)",
                 (face_id, person % PERSON_BUCKETS, vector.astype(np.float32), person),
             )
+        conn.execute(COUNT_CHANGES, (len(faces),))
 
     def _assign(self, conn, image_id: int, vector: np.ndarray, taken: set[int]) -> int:
         votes: Counter[int] = Counter()
@@ -82,7 +90,9 @@ class FaceIndex:
 
     def copy(self, conn, donor_id: int, image_id: int) -> None:
         """Give a byte-identical image the donor's faces: same boxes, same vectors, same people."""
-        for face in conn.execute("SELECT * FROM faces WHERE image_id = ? ORDER BY id", (donor_id,)).fetchall():
+        donor_faces = conn.execute("SELECT * FROM faces WHERE image_id = ? ORDER BY id", (donor_id,)).fetchall()
+        conn.execute(COUNT_CHANGES, (len(donor_faces),))
+        for face in donor_faces:
             face_id = conn.execute(
                 "INSERT INTO faces (image_id, score, x1, y1, x2, y2, keypoints, cluster_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -96,6 +106,8 @@ class FaceIndex:
 
     def remove_image(self, conn, image_id: int) -> None:
         """Drop an image's vectors; its face rows go with the image (ON DELETE CASCADE)."""
+        (count,) = conn.execute("SELECT count(*) FROM faces WHERE image_id = ?", (image_id,)).fetchone()
+        conn.execute(COUNT_CHANGES, (count,))
         conn.execute(f"DELETE FROM {self.table} WHERE rowid IN (SELECT id FROM faces WHERE image_id = ?)", (image_id,))
 
     # -- reads -------------------------------------------------------------------------------------------
@@ -158,9 +170,10 @@ class FaceIndex:
 
     # -- full re-clustering ------------------------------------------------------------------------------
 
-    def recluster(self, db: Database, block: int = 1024) -> int | None:
+    def recluster(self, db: Database, should_stop: Callable[[], bool] = lambda: False, block: int = 1024) -> int | None:
         """Rebuild every cluster from the kNN graph, keeping ids stable. Returns the number of people, or
-        None when faces came or went meanwhile (the next run will see them)."""
+        None when faces came or went meanwhile (the next run will see them) or `should_stop` said so."""
+        changes_seen = faces_changed(db)
         rows = (
             db.read()
             .execute(
@@ -173,7 +186,12 @@ class FaceIndex:
             return 0
         members = [(row[0], row[1]) for row in rows]
         vectors = np.frombuffer(b"".join(row[3] for row in rows), np.float32).reshape(len(rows), -1)
-        edges = knn_edges(vectors, self.neighbours, self.threshold, block)
+        edges = []
+        for found in knn_edges(vectors, self.neighbours, self.threshold, block):
+            if should_stop():  # a stop must not wait for a whole re-clustering; it stays due
+                return None
+            edges.append(found)
+        edges = np.concatenate(edges) if edges else np.zeros((0, 3))
         labels = cluster_with_cannot_links(edges, [image for _, image in members])
         with db.write() as conn:
             if [tuple(row) for row in conn.execute("SELECT id, image_id FROM faces ORDER BY id")] != members:
@@ -193,11 +211,13 @@ class FaceIndex:
                 f"INSERT INTO {self.table} (rowid, bucket, embedding, cluster_id) VALUES (?, ?, ?, ?)",
                 [(members[p][0], new_ids[p] % PERSON_BUCKETS, vectors[p], new_ids[p]) for p in moved],
             )
+            conn.execute(COUNT_CHANGES, (-changes_seen,))
         return len(set(new_ids))
 
 
-def knn_edges(vectors: np.ndarray, k: int, threshold: float, block: int) -> np.ndarray:
-    """Rows of (similarity, i, j): each face's k most similar others at or above the threshold.
+def knn_edges(vectors: np.ndarray, k: int, threshold: float, block: int) -> Iterator[np.ndarray]:
+    """Rows of (similarity, i, j), one array per block of faces: each face's k most similar others at or
+    above the threshold.
 
     Blocked matrix products with reused buffers (fresh 400 MB arrays per block cost more in page faults
     than the products themselves); only the pairs above the threshold are ever sorted.
@@ -206,7 +226,6 @@ def knn_edges(vectors: np.ndarray, k: int, threshold: float, block: int) -> np.n
     block = min(block, count)
     similarity = np.empty((block, count), np.float32)
     above = np.empty((block, count), bool)
-    found = []
     for start in range(0, count, block):
         rows = vectors[start : start + block]
         sims, mask = similarity[: len(rows)], above[: len(rows)]
@@ -219,8 +238,7 @@ def knn_edges(vectors: np.ndarray, k: int, threshold: float, block: int) -> np.n
         row, col, values = row[order], col[order], values[order]
         rank = np.arange(len(row)) - np.searchsorted(row, row)
         keep = rank < k
-        found.append(np.stack([values[keep], start + row[keep], col[keep]], axis=1))
-    return np.concatenate(found) if found else np.zeros((0, 3))
+        yield np.stack([values[keep], start + row[keep], col[keep]], axis=1)
 
 
 def cluster_with_cannot_links(edges: np.ndarray, image_ids: Sequence[int]) -> list[int]:

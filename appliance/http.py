@@ -201,6 +201,8 @@ class Server(wsgi.Server):
     def stop(self) -> None:
         self.waiting_room.close()
         super().stop()
+        # Cheroot registers every server's statistics in a process-wide dict: drop ours, and the app with it.
+        logging.statistics.pop(f"Cheroot HTTPServer {id(self)}", None)
 
 
 def make_server(settings: Settings, app: Callable) -> Server:

@@ -1,116 +1,123 @@
-"""The ingest worker: drains the queue, one file at a time, each result stored in one transaction.
+"""Analysing one claimed queue item and storing what was found, each outcome in one transaction.
 
-An item leaves the queue only in the transaction that stores its result, so a crash at any moment
-leaves it queued and it is simply done again on restart: nothing lost, nothing stored twice.
+The item leaves the queue only in the transaction that stores its outcome, so a crash at any moment leaves it
+claimed, and the next start hands it out again (jobs.recover): nothing lost, nothing stored twice.
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import logging
 import os
-import queue
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from . import jobs
-from .db import Database
+from .db import Database, free_bytes
+from .errors import DiskFull
 from .faces import FaceIndex
 from .migrations import NOW
+from .paths import LibraryRoots
 from .pipeline import Analysis, DecodeError, Pipeline
+from .source import MAX_FILE_BYTES, SourceError, open_source
 
 log = logging.getLogger(__name__)
 
-MAX_FILE_BYTES = 512 << 20
-PRUNE_EVERY_SECONDS = 3600
+INTERNAL_ERROR = "Internal error while analysing this image; see the log."
 
 
-class IngestFailure(Exception):
-    """This file cannot be analysed; the message is stored as its reason."""
+@dataclass(frozen=True)
+class FileFacts:
+    """What identifies the content that was analysed."""
+
+    size: int
+    mtime_ns: int
+    digest: str
 
 
-def store_failure(db: Database, item: jobs.QueuedItem, reason: str) -> None:
+def store_failure(db: Database, item: jobs.QueuedItem, reason: str, stat: os.stat_result | None = None) -> None:
+    """The file fails alone, with its reason; its size and mtime let add-folder skip it until it changes."""
+    size, mtime_ns = (stat.st_size, stat.st_mtime_ns) if stat else (None, None)
     with db.write(durable=False) as conn:
         conn.execute(
-            "UPDATE images SET status = 'failed', error = ? WHERE path = ? AND status != 'done'",
-            (reason, item.path),
+            "UPDATE images SET status = 'failed', error = ?, size = coalesce(?, size),"
+            " mtime_ns = coalesce(?, mtime_ns) WHERE path = ? AND status != 'done'",
+            (reason, size, mtime_ns, item.path),
         )
         jobs.finish_item(conn, item.id, reason)
 
 
-def store_unchanged(db: Database, item: jobs.QueuedItem, size: int, mtime_ns: int) -> None:
+def store_unchanged(db: Database, item: jobs.QueuedItem, stat: os.stat_result) -> None:
     with db.write(durable=False) as conn:
-        conn.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, item.path))
+        conn.execute(
+            "UPDATE images SET size = ?, mtime_ns = ? WHERE path = ?", (stat.st_size, stat.st_mtime_ns, item.path)
+        )
         jobs.finish_item(conn, item.id)
 
 
-def store_analysis(
-    db: Database,
-    faces: FaceIndex,
-    item: jobs.QueuedItem,
-    size: int,
-    mtime_ns: int,
-    digest: str,
-    analysis: Analysis | None,
-    donor_id: int | None = None,
-) -> None:
-    """Store a fresh analysis, or copy the one of a byte-identical image (`donor_id`)."""
+@contextmanager
+def replacing_results(db: Database, faces: FaceIndex, item: jobs.QueuedItem, facts: FileFacts) -> Iterator:
+    """One transaction: clear the image's old results, let the caller store new ones, mark it done and finish
+    the item. Yields (conn, image_id), or (conn, None) when the image left the index meanwhile."""
     with db.write(durable=False) as conn:
         image = conn.execute("SELECT id FROM images WHERE path = ?", (item.path,)).fetchone()
-        if image is None:  # deleted from the index while it was being analysed
+        if image is None:
             jobs.finish_item(conn, item.id, "The image was removed from the index.")
+            yield conn, None
             return
         image_id = image["id"]
         conn.execute("DELETE FROM objects WHERE image_id = ?", (image_id,))
         faces.remove_image(conn, image_id)
         conn.execute("DELETE FROM faces WHERE image_id = ?", (image_id,))
-        if donor_id is not None:
-            conn.execute(
-                "UPDATE images SET (width, height, taken_at) ="
-                " (SELECT width, height, taken_at FROM images WHERE id = ?) WHERE id = ?",
-                (donor_id, image_id),
-            )
-            conn.execute(
-                "INSERT INTO objects (image_id, label, score, x1, y1, x2, y2)"
-                " SELECT ?, label, score, x1, y1, x2, y2 FROM objects WHERE image_id = ?",
-                (image_id, donor_id),
-            )
-            faces.copy(conn, donor_id, image_id)
-        else:
-            conn.execute(
-                "UPDATE images SET width = ?, height = ?, taken_at = ? WHERE id = ?",
-                (analysis.width, analysis.height, analysis.taken_at, image_id),
-            )
-            conn.executemany(
-                "INSERT INTO objects (image_id, label, score, x1, y1, x2, y2) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(image_id, o.label, o.score, *o.box) for o in analysis.objects],
-            )
-            faces.add(conn, image_id, analysis.faces, analysis.face_vectors)
+        yield conn, image_id
         conn.execute(
             "UPDATE images SET size = ?, mtime_ns = ?, content_hash = ?, status = 'done', error = NULL,"
             f" analysed_at = {NOW} WHERE id = ?",
-            (size, mtime_ns, digest, image_id),
+            (facts.size, facts.mtime_ns, facts.digest, image_id),
         )
         jobs.finish_item(conn, item.id)
 
 
-def read_file(path: str) -> tuple[os.stat_result, bytes]:
-    try:
-        stat = os.stat(path)
-        if stat.st_size > MAX_FILE_BYTES:
-            raise IngestFailure(f"The file is {stat.st_size} bytes; files over {MAX_FILE_BYTES} are skipped.")
-        with open(path, "rb") as f:
-            return stat, f.read()
-    except FileNotFoundError:
-        raise IngestFailure("The file no longer exists.") from None
-    except OSError as error:
-        raise IngestFailure(f"Cannot read the file: {error.strerror or error}.") from None
+def store_analysis(db: Database, faces: FaceIndex, item: jobs.QueuedItem, facts: FileFacts, analysis: Analysis):
+    with replacing_results(db, faces, item, facts) as (conn, image_id):
+        if image_id is None:
+            return
+        conn.execute(
+            "UPDATE images SET width = ?, height = ?, taken_at = ? WHERE id = ?",
+            (analysis.width, analysis.height, analysis.taken_at, image_id),
+        )
+        conn.executemany(
+            "INSERT INTO objects (image_id, label, score, x1, y1, x2, y2) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(image_id, o.label, o.score, *o.box) for o in analysis.objects],
+        )
+        faces.add(conn, image_id, analysis.faces, analysis.face_vectors)
 
 
-def face_count(db: Database) -> int:
-    return db.read().execute("SELECT count(*) FROM faces").fetchone()[0]
+class DonorGone(Exception):
+    """The byte-identical image whose analysis was to be copied left the index meanwhile."""
+
+
+def store_copy(db: Database, faces: FaceIndex, item: jobs.QueuedItem, facts: FileFacts, donor_id: int) -> None:
+    """Give the image the analysis of a byte-identical one, checked inside the transaction: a donor deleted at
+    the same moment must not leave this image `done` with nothing."""
+    with replacing_results(db, faces, item, facts) as (conn, image_id):
+        if image_id is None:
+            return
+        donor = conn.execute(
+            "SELECT width, height, taken_at FROM images WHERE id = ? AND status = 'done' AND content_hash = ?",
+            (donor_id, facts.digest),
+        ).fetchone()
+        if donor is None:
+            raise DonorGone
+        conn.execute("UPDATE images SET width = ?, height = ?, taken_at = ? WHERE id = ?", (*donor, image_id))
+        conn.execute(
+            "INSERT INTO objects (image_id, label, score, x1, y1, x2, y2)"
+            " SELECT ?, label, score, x1, y1, x2, y2 FROM objects WHERE image_id = ?",
+            (image_id, donor_id),
+        )
+        faces.copy(conn, donor_id, image_id)
 
 
 class ContentLocks:
@@ -133,167 +140,79 @@ class ContentLocks:
                 self._changed.notify_all()
 
 
-def ingest_one(db: Database, faces: FaceIndex, pipeline: Pipeline, locks: ContentLocks, item: jobs.QueuedItem) -> None:
-    """Analyse one queued file unless it is unchanged or a byte-identical copy was already analysed."""
-    conn = db.read()
-    known = conn.execute(
-        "SELECT size, mtime_ns, content_hash, status FROM images WHERE path = ?", (item.path,)
-    ).fetchone()
-    try:
-        stat = os.stat(item.path)
-        if (
-            known
-            and known["status"] == "done"
-            and (known["size"], known["mtime_ns"])
-            == (
-                stat.st_size,
-                stat.st_mtime_ns,
-            )
-        ):
-            return store_unchanged(db, item, stat.st_size, stat.st_mtime_ns)
-        stat, data = read_file(item.path)
-    except FileNotFoundError:
-        return store_failure(db, item, "The file no longer exists.")
-    except OSError as error:  # from the stat: no permission, a vanished disk
-        return store_failure(db, item, f"Cannot read the file: {error.strerror or error}.")
-    except IngestFailure as failure:
-        return store_failure(db, item, str(failure))
-    digest = hashlib.sha256(data).hexdigest()
-    if known and known["status"] == "done" and known["content_hash"] == digest:
-        return store_unchanged(db, item, stat.st_size, stat.st_mtime_ns)
-    with locks.hold(digest):
-        donor = conn.execute(
-            "SELECT id FROM images WHERE content_hash = ? AND status = 'done' AND path != ? LIMIT 1",
-            (digest, item.path),
-        ).fetchone()
-        if donor is not None:
-            return store_analysis(db, faces, item, stat.st_size, stat.st_mtime_ns, digest, None, donor["id"])
+@dataclass
+class Ingest:
+    """What analysing a queue item needs; one per analysis thread (the pipeline's interpreters are its own)."""
+
+    db: Database
+    faces: FaceIndex
+    pipeline: Pipeline
+    locks: ContentLocks
+    roots: LibraryRoots
+
+    def run(self, item: jobs.QueuedItem) -> None:
+        """Analyse one item and store its outcome. A full disk leaves it claimed and propagates (the caller
+        puts it back); any other surprise fails this file alone."""
         try:
-            analysis = pipeline.analyse(data, digest)
-        except DecodeError as error:
-            return store_failure(db, item, str(error))
-        store_analysis(db, faces, item, stat.st_size, stat.st_mtime_ns, digest, analysis)
+            self._ingest(item)
+        except DiskFull:
+            raise
+        except OSError as error:
+            if error.errno == errno.ENOSPC:  # a thumbnail that did not fit
+                raise DiskFull(str(self.db.path.parent), free_bytes(self.db.path.parent)) from error
+            log.exception("ingest of %s failed unexpectedly", item.path)
+            store_failure(self.db, item, INTERNAL_ERROR)
+        except Exception:
+            log.exception("ingest of %s failed unexpectedly", item.path)
+            store_failure(self.db, item, INTERNAL_ERROR)
 
-
-class IngestWorkers:
-    """A feeder thread hands queued items to N analysis threads; each owns its pipeline's interpreters.
-
-    `busy` maps each analysis thread to the file in hand and when it started, so /health can tell a stuck
-    image from an idle queue.
-    """
-
-    def __init__(
-        self,
-        db: Database,
-        faces: FaceIndex,
-        make_pipeline: Callable[[], Pipeline],
-        workers: int,
-        recluster_after: int,
-        keep_jobs_days: int = 30,
-        idle_poll_seconds: float = 5.0,
-    ):
-        self.db = db
-        self.faces = faces
-        self.recluster_after = recluster_after
-        self.keep_jobs_days = keep_jobs_days
-        self._last_prune = -PRUNE_EVERY_SECONDS  # first prune at the first idle moment
-        self.faces_at_last_recluster = face_count(db)
-        self.make_pipeline = make_pipeline
-        self.idle_poll_seconds = idle_poll_seconds
-        self.workers = workers
-        self.busy: dict[str, tuple[str, float]] = {}
-        self._locks = ContentLocks()
-        self._handoff: queue.Queue[jobs.QueuedItem | None] = queue.Queue(maxsize=workers)
-        self._analysers: list[threading.Thread] = []
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._feeder = threading.Thread(target=self._feed, name="ingest-feed", daemon=True)
-
-    def start(self) -> None:
-        # Build every pipeline first: a model that fails to open stops start-up, not a thread later.
-        pipelines = [self.make_pipeline() for _ in range(self.workers)]
-        self._analysers = [
-            threading.Thread(target=self._analyse, args=(pipeline,), name=f"ingest-{n}", daemon=True)
-            for n, pipeline in enumerate(pipelines)
-        ]
-        for thread in self._analysers:
-            thread.start()
-        self._feeder.start()
-
-    def notify(self) -> None:
-        """New work was queued: stop waiting."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Finish the images in hand, leave the rest queued, then stop."""
-        self._stop.set()
-        self._wake.set()
-        if self._feeder.is_alive():
-            self._feeder.join()
-        while True:  # items handed over but not started stay queued in the database
-            try:
-                self._handoff.get_nowait()
-            except queue.Empty:
-                break
-        for thread in self._analysers:
-            if thread.is_alive():
-                self._handoff.put(None)
-        for thread in self._analysers:
-            if thread.is_alive():
-                thread.join()
-
-    def status(self) -> dict:
-        now = time.monotonic()
-        return {
-            "workers": self.workers,
-            "running": bool(self._analysers) and all(thread.is_alive() for thread in self._analysers),
-            "busy": [{"path": path, "seconds": round(now - since, 3)} for path, since in list(self.busy.values())],
-        }
-
-    def _feed(self) -> None:
-        last_id = 0
-        while not self._stop.is_set():
-            items = jobs.queued_after(self.db, last_id, limit=self.workers * 4)
-            if not items:
-                self._recluster_if_due()
-                self._prune_if_due()
-                self._wake.wait(self.idle_poll_seconds)
-                self._wake.clear()
-                continue
-            for item in items:
-                while not self._stop.is_set():
+    def _ingest(self, item: jobs.QueuedItem) -> None:
+        """Skip an unchanged file, copy the analysis of a byte-identical one, else analyse it."""
+        known = (
+            self.db.read()
+            .execute("SELECT size, mtime_ns, content_hash, status FROM images WHERE path = ?", (item.path,))
+            .fetchone()
+        )
+        try:
+            with open_source(item.path, self.roots, MAX_FILE_BYTES) as source:
+                stat = source.stat
+                if (
+                    known
+                    and known["status"] == "done"
+                    and (known["size"], known["mtime_ns"])
+                    == (
+                        stat.st_size,
+                        stat.st_mtime_ns,
+                    )
+                ):
+                    return store_unchanged(self.db, item, stat)
+                facts = FileFacts(stat.st_size, stat.st_mtime_ns, source.digest)
+                if known and known["status"] == "done" and known["content_hash"] == facts.digest:
+                    return store_unchanged(self.db, item, stat)
+                with self.locks.hold(facts.digest):
+                    if self._copy_from_twin(item, facts):
+                        return
                     try:
-                        self._handoff.put(item, timeout=0.2)
-                        last_id = item.id
-                        break
-                    except queue.Full:
-                        continue
+                        analysis = self.pipeline.analyse(source.file, facts.digest)
+                    except DecodeError as error:
+                        return store_failure(self.db, item, str(error), stat)
+                    store_analysis(self.db, self.faces, item, facts, analysis)
+        except SourceError as error:
+            store_failure(self.db, item, str(error))
 
-    def _prune_if_due(self) -> None:
-        """Once an hour at most (each prune is a write, and a write empties the listing caches)."""
-        if time.monotonic() - self._last_prune >= PRUNE_EVERY_SECONDS:
-            self._last_prune = time.monotonic()
-            jobs.prune(self.db, self.keep_jobs_days)
-
-    def _recluster_if_due(self) -> None:
-        """After a large ingest (or removal), once the queue is empty, re-cluster every face."""
-        if self.busy or abs(face_count(self.db) - self.faces_at_last_recluster) < self.recluster_after:
-            return
-        started = time.monotonic()
-        people = self.faces.recluster(self.db)
-        if people is not None:
-            self.faces_at_last_recluster = face_count(self.db)
-            log.info("re-clustered faces into %d people in %.1fs", people, time.monotonic() - started)
-
-    def _analyse(self, pipeline: Pipeline) -> None:
-        name = threading.current_thread().name
-        while (item := self._handoff.get()) is not None:
-            self.busy[name] = (item.path, time.monotonic())
-            try:
-                ingest_one(self.db, self.faces, pipeline, self._locks, item)
-            except Exception:
-                # A bug must not wedge the queue on one file: record it against that file and go on.
-                log.exception("ingest of %s failed unexpectedly", item.path)
-                store_failure(self.db, item, "Internal error while analysing this image; see the log.")
-            finally:
-                self.busy.pop(name, None)
+    def _copy_from_twin(self, item: jobs.QueuedItem, facts: FileFacts) -> bool:
+        donor = (
+            self.db.read()
+            .execute(
+                "SELECT id FROM images WHERE content_hash = ? AND status = 'done' AND path != ? LIMIT 1",
+                (facts.digest, item.path),
+            )
+            .fetchone()
+        )
+        if donor is None:
+            return False
+        try:
+            store_copy(self.db, self.faces, item, facts, donor["id"])
+        except DonorGone:
+            return False
+        return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .errors import StartupError
+
 NOW = "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -91,7 +93,44 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX faces_by_cluster ON faces (cluster_id);
         """,
     ),
+    (
+        "0003_claimed_queue",
+        f"""
+        -- The queue's whole state lives here: an item is claimed ('running', one more attempt) in a committed
+        -- write before its analysis starts, so a crash leaves a visible trace. AUTOINCREMENT: ids never repeat.
+        CREATE TABLE job_items_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            started_at TEXT,
+            finished_at TEXT
+        );
+        INSERT INTO job_items_new (id, job_id, path, state, error, finished_at)
+            SELECT id, job_id, path, state, error, finished_at FROM job_items;
+        -- Older versions could queue a path twice; the first entry does the work.
+        UPDATE job_items_new SET state = 'done', finished_at = {NOW}
+            WHERE state = 'queued'
+            AND id NOT IN (SELECT min(id) FROM job_items_new WHERE state = 'queued' GROUP BY path);
+        DROP TABLE job_items;
+        ALTER TABLE job_items_new RENAME TO job_items;
+        CREATE INDEX job_items_by_job ON job_items (job_id, state);
+        CREATE INDEX job_items_queued ON job_items (id) WHERE state = 'queued';
+        -- One queue entry per path while it waits or runs.
+        CREATE UNIQUE INDEX job_items_pending_path ON job_items (path) WHERE state IN ('queued', 'running');
+
+        -- Counters that must survive a restart (faces added or removed since the last re-clustering).
+        CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO counters VALUES ('faces_changed', 0);
+        """,
+    ),
 ]
+
+
+class SchemaTooNew(StartupError):
+    """The database was written by a newer version of the appliance."""
 
 
 def applied(conn) -> list[str]:
@@ -101,20 +140,34 @@ def applied(conn) -> list[str]:
     return [row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
 
 
+def check_not_newer(names: list[str]) -> None:
+    """Refuse a database that records migrations this version does not know: it was written by a newer one."""
+    unknown = sorted(set(names) - {name for name, _ in MIGRATIONS})
+    if unknown:
+        raise SchemaTooNew(
+            f"the database was written by a newer version of the appliance (it has schema {unknown[-1]}, this"
+            f" version knows up to {MIGRATIONS[-1][0]}): upgrade the appliance, or restore a backup made by this"
+            " version"
+        )
+
+
 def migrate(conn) -> list[str]:
     """Apply every migration not yet recorded; returns the names applied now."""
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT {NOW})"
     )
     done = set(applied(conn))
+    check_not_newer(list(done))
     newly = []
-    for name, sql in MIGRATIONS:
+    for number, (name, sql) in enumerate(MIGRATIONS, start=1):
         if name in done:
             continue
         # executescript commits first, so the transaction is opened inside the script itself.
         try:
             conn.executescript(
-                f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_migrations (name) VALUES ('{name}');\nCOMMIT;"
+                f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_migrations (name) VALUES ('{name}');\n"
+                # user_version mirrors the count, so tools (and old versions' users) can see the schema level.
+                f"PRAGMA user_version = {number};\nCOMMIT;"
             )
         except Exception:
             if conn.in_transaction:

@@ -12,11 +12,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from .errors import StartupError
+
 # models/manifest.toml, through the package's link to it (which installs as a copy).
 MANIFEST_PATH = Path(__file__).parent / "manifest.toml"
 
 
-class ModelError(Exception):
+class ModelError(StartupError):
     """A model cannot be used; the message names the file and what to do. Stops start-up."""
 
 

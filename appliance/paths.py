@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,20 @@ IMAGE_SUFFIXES = frozenset(
 
 def is_image_name(path: str | Path) -> bool:
     return os.path.splitext(str(path))[1].lower() in IMAGE_SUFFIXES
+
+
+# Linux's limits: past them the OS refuses the path (ENAMETOOLONG) before any check of ours could run.
+NAME_MAX = 255
+PATH_MAX = 4096
+
+
+def kind_of(path: Path) -> str | None:
+    """'file', 'folder', 'other', or None when it does not exist or cannot be looked at (no permission)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    return "file" if stat.S_ISREG(mode) else "folder" if stat.S_ISDIR(mode) else "other"
 
 
 class LibraryRoots:
@@ -30,6 +45,14 @@ class LibraryRoots:
             raise bad_request(f"Not a usable path: {raw!r}.")
         if not os.path.isabs(raw):
             raise bad_request(f"Paths must be absolute: {raw!r}.")
+        try:
+            encoded = raw.encode()
+        except UnicodeEncodeError:  # a lone surrogate from a JSON escape
+            raise bad_request("Not a usable path: it is not valid UTF-8.") from None
+        if len(encoded) >= PATH_MAX or any(len(name) > NAME_MAX for name in encoded.split(b"/")):
+            raise bad_request(
+                f"Not a usable path: names are at most {NAME_MAX} bytes and paths under {PATH_MAX} bytes."
+            )
         real = Path(os.path.realpath(raw))
         if not self.contains(real):
             raise ApiError(403, f"{raw} is outside the library folders this appliance may read.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import signal
 import threading
 
@@ -12,41 +11,33 @@ from cheroot import wsgi
 
 from .api import Context, make_app
 from .config import Settings
+from .datadir import DATABASE_FILE, TOKEN_FILE, DataDirLock, stored_token
 from .db import Database
+from .errors import StartupError
 from .faces import FaceIndex
 from .http import make_server
-from .ingest import IngestWorkers
-from .models import ModelError
 from .paths import LibraryRoots
 from .pipeline import PipelineFactory
+from .workers import IngestWorkers
 
 log = logging.getLogger(__name__)
 
-TOKEN_FILE = "api-token"
-DATABASE_FILE = "appliance.db"
-
 
 def ensure_token(settings: Settings) -> Settings:
-    """Beyond loopback a token is required: use the configured one, else one stored in the data dir."""
+    """Beyond loopback a token is required: use the configured one, else the one kept in the data dir."""
     if settings.api_token or settings.is_loopback:
         return settings
-    path = settings.data_dir / TOKEN_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        token = path.read_text().strip()
-    else:
-        token = secrets.token_urlsafe(32)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
+    token, new = stored_token(settings.data_dir)
+    if new:
         log.warning("generated an API token for listening on %s", settings.host)
-    log.warning("clients must send 'Authorization: Bearer TOKEN'; the token is in %s", path)
+    log.warning("clients must send 'Authorization: Bearer TOKEN'; the token is in %s", settings.data_dir / TOKEN_FILE)
     return settings.model_copy(update={"api_token": token})
 
 
 class Appliance:
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.lock = DataDirLock(settings.data_dir)
         self.db: Database | None = None
         self.worker: IngestWorkers | None = None
         self.http: wsgi.Server | None = None
@@ -59,6 +50,7 @@ class Appliance:
     def start(self) -> None:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.lock.acquire()  # one process per data dir; a restore waits for it to stop
         settings = self.settings = ensure_token(settings)
         pipelines = PipelineFactory(settings)  # verifies every model file: a bad one stops start-up here
         self.db = Database(settings.data_dir / DATABASE_FILE)
@@ -70,7 +62,7 @@ class Appliance:
         faces.create_table(self.db)
         workers = settings.ingest_workers or os.cpu_count() or 1
         self.worker = IngestWorkers(
-            self.db, faces, pipelines, workers, settings.recluster_after, settings.keep_jobs_days
+            self.db, faces, pipelines, roots, workers, settings.recluster_after, settings.keep_jobs_days
         )
         self.worker.start()
         context = Context(
@@ -90,6 +82,7 @@ class Appliance:
             self.worker.stop()  # finishes the image in hand
         if self.db is not None:
             self.db.close()
+        self.lock.release()
         log.info("stopped")
 
 
@@ -102,7 +95,7 @@ def serve(settings: Settings) -> None:
     try:
         appliance.start()
         stopping.wait()
-    except ModelError as error:
+    except StartupError as error:
         raise SystemExit(f"appliance: {error}") from None
     finally:
         appliance.stop()

@@ -19,8 +19,8 @@ from pathlib import Path
 import requests
 from server import peak_rss_mib, running_server
 
+from appliance.datadir import DATABASE_FILE
 from appliance.db import Database
-from appliance.server import DATABASE_FILE
 
 
 def seed(data_dir: Path, images: int, albums: int, per_album: int) -> None:

@@ -22,10 +22,10 @@ import numpy as np
 import requests
 from server import running_server
 
+from appliance.datadir import DATABASE_FILE
 from appliance.db import Database
 from appliance.faces import PERSON_BUCKETS, FaceIndex
 from appliance.infer.faces import Face
-from appliance.server import DATABASE_FILE
 
 DIMENSIONS = 128
 NOISE = 0.65  # |noise| relative to the unit person direction: same-person cosine ~ 1 / (1 + 0.65^2)

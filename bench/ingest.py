@@ -24,8 +24,9 @@ from PIL import Image
 from server import peak_rss_mib, running_server
 
 from appliance.config import Settings
+from appliance.decode import decode
 from appliance.infer.embedder import align
-from appliance.pipeline import PipelineFactory, decode, faces_in_people
+from appliance.pipeline import PipelineFactory, faces_in_people
 
 PROJECT = Path(__file__).resolve().parent.parent
 PHOTOS = PROJECT.parent / "shared" / "testdata" / "photos"
@@ -73,11 +74,13 @@ def cpu_ms_per_image(paths: list[Path], detector: str, data_dir: Path) -> dict[s
         return found + faces_in_people(pipeline.face_detector, image, objects, found)
 
     for warm_up in paths[:2]:
-        pipeline.analyse(warm_up.read_bytes(), "0" * 64)
+        with open(warm_up, "rb") as file:
+            pipeline.analyse(file, "0" * 64)
     totals = dict.fromkeys(STAGES, 0.0)
     paths = paths[2:]
     for path in paths:
-        decoded = timed("decode", decode, path.read_bytes(), settings.max_image_pixels, settings.analysis_size)
+        with open(path, "rb") as file:
+            decoded = timed("decode", decode, file, settings.max_image_pixels, settings.analysis_size, pipeline.budget)
         objects = timed("objects", pipeline.detector.detect, decoded.pixels, pipeline.object_threshold)
         found = timed("face detection", detect_faces, decoded.pixels, objects)
         crops = timed("alignment", lambda image, faces: [align(image, face) for face in faces], decoded.pixels, found)

@@ -16,8 +16,9 @@ import requests
 from PIL import Image
 
 from appliance.config import Settings
+from appliance.datadir import DATABASE_FILE
 from appliance.db import connect
-from appliance.server import DATABASE_FILE, Appliance
+from appliance.server import Appliance
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("APPLIANCE_SHARED", PROJECT.parent / "shared"))

@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
+from appliance.datadir import DATABASE_FILE
 from appliance.db import connect
 from appliance.faces import cluster_with_cannot_links, stable_ids
 from appliance.infer.embedder import TEMPLATE, similarity_transform
-from appliance.server import DATABASE_FILE
 
 from .conftest import FACES, MODELS, PHOTOS
 

@@ -167,6 +167,21 @@ def test_openapi_documents_every_route_and_error(client):
         for status, response in operation["responses"].items():
             if int(status) >= 400:
                 assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
-    assert "401" in document["paths"]["/albums/view-all"]["get"]["responses"]
-    assert "401" not in document["paths"]["/health"]["get"]["responses"]
+    # no token on loopback: no 401 and no bearer security anywhere
+    assert "401" not in document["paths"]["/albums/view-all"]["get"]["responses"]
+    assert "securitySchemes" not in document["components"]
+    assert all("security" not in operation for _, _, operation in operations)
     assert "409" in document["paths"]["/albums/create-album"]["post"]["responses"]
+    assert "507" in document["paths"]["/albums/create-album"]["post"]["responses"]
+    assert "200" in document["paths"]["/images/add-folder"]["post"]["responses"]
+    assert list(document["paths"]["/images/thumbnail"]["get"]["responses"]["200"]["content"]) == ["image/jpeg"]
+
+
+def test_openapi_has_bearer_security_when_a_token_is_configured(start_appliance):
+    client = start_appliance(api_token="a-token-of-the-right-length")
+    document = client.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    view_all = document["paths"]["/albums/view-all"]["get"]
+    assert view_all["security"] == [{"bearer": []}] and "401" in view_all["responses"]
+    health = document["paths"]["/health"]["get"]
+    assert "security" not in health and "401" not in health["responses"]

@@ -6,7 +6,7 @@ import hashlib
 import os
 import shutil
 
-from appliance.server import DATABASE_FILE
+from appliance.datadir import DATABASE_FILE
 
 from .conftest import PHOTOS, make_images
 
@@ -159,8 +159,8 @@ def test_delete_image_removes_it_everywhere_but_on_disk(client):
 
 def test_job_progress_errors(client):
     assert client.get("/images/jobs/" + "0" * 32).status_code == 404
-    response = client.get("/images/jobs/not-a-job")
-    assert response.status_code == 400 and "job_id" in response.json()["detail"]
+    response = client.get("/images/jobs/doesnotexist")
+    assert response.status_code == 404 and response.json()["detail"].startswith("There is no job doesnotexist")
 
 
 def test_add_folder_refuses_files_and_missing_folders(client, library):
@@ -180,8 +180,9 @@ def test_health_reports_versions_and_counts(start_appliance, library):
     assert health["status"] == "ok" and health["version"]
     assert health["storage"]["sqlite_vec"].startswith("v") and health["storage"]["sqlite"].startswith("3.")
     assert health["images"] == {"pending": 0, "done": 3, "failed": 0}
-    assert health["queue"] == {"queued": 0, "done": 3, "failed": 0}
-    assert health["worker"] == {"workers": 2, "running": True, "busy": []}
+    assert health["queue"] == {"queued": 0, "running": 0, "done": 3, "failed": 0}
+    assert health["worker"] == {"workers": 2, "busy": []}
+    assert health["problems"] == [] and health["background"] == []
     assert health["models"]["accelerators"] == {
         "yolov8n": "cpu",
         "blazeface_full_range": "cpu",
@@ -194,13 +195,14 @@ def test_a_file_gone_before_its_turn_fails_with_its_reason(tmp_path):
     from appliance import jobs
     from appliance.db import Database
     from appliance.faces import FaceIndex
-    from appliance.ingest import ContentLocks, ingest_one
+    from appliance.ingest import ContentLocks, Ingest
+    from appliance.paths import LibraryRoots
 
     db = Database(tmp_path / "a.db")
     gone = tmp_path / "gone.jpg"
     jobs.enqueue(db, "images", [gone])
-    (item,) = jobs.queued_after(db, 0, 10)
-    ingest_one(db, FaceIndex(128, 0.5), None, ContentLocks(), item)  # the pipeline is never reached
+    # the pipeline is never reached
+    Ingest(db, FaceIndex(128, 0.5), None, ContentLocks(), LibraryRoots([tmp_path])).run(jobs.claim(db))
     state, error = db.read().execute("SELECT state, error FROM job_items").fetchone()
     assert (state, error) == ("failed", "The file no longer exists.")
     assert db.read().execute("SELECT status, error FROM images").fetchone()[0] == "failed"

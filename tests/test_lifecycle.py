@@ -13,8 +13,9 @@ import requests
 from PIL import Image
 
 from appliance.config import Settings
+from appliance.datadir import DATABASE_FILE, TOKEN_FILE
 from appliance.db import connect
-from appliance.server import DATABASE_FILE, TOKEN_FILE, Appliance
+from appliance.server import Appliance
 
 from .conftest import PHOTOS
 

@@ -76,7 +76,9 @@ def test_old_finished_jobs_are_pruned_but_not_unfinished_ones(tmp_path):
     from appliance import jobs
 
     db = Database(tmp_path / "a.db")
-    old, pending, recent = (jobs.enqueue(db, "images", [Path(f"/p/{n}.jpg")]) for n in ("old", "pending", "recent"))
+    old, pending, recent = (
+        jobs.enqueue(db, "images", [Path(f"/p/{n}.jpg")]).job_id for n in ("old", "pending", "recent")
+    )
     with db.write() as conn:
         conn.execute("UPDATE job_items SET state = 'done' WHERE job_id IN (?, ?)", (old, recent))
         conn.execute("UPDATE jobs SET created_at = '2020-01-01T00:00:00Z' WHERE id IN (?, ?)", (old, pending))

@@ -10,8 +10,8 @@ from .. import __version__
 from ..config import Settings
 from ..db import Database
 from ..faces import FaceIndex
-from ..ingest import IngestWorkers
 from ..paths import LibraryRoots
+from ..workers import IngestWorkers
 from . import albums, health, images, tag, web
 from .guard import Guard
 from .openapi import openapi_document
@@ -32,10 +32,11 @@ class Context:
     worker: IngestWorkers
     faces: FaceIndex
     models: dict
-    openapi: dict = field(default_factory=lambda: openapi_document(ROUTES, __version__))
+    openapi: dict = field(init=False)
     cache: ResponseCache = field(init=False)
 
     def __post_init__(self) -> None:
+        self.openapi = openapi_document(ROUTES, __version__, token_required=self.settings.api_token is not None)
         self.cache = ResponseCache(self.db)
 
 

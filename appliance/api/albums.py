@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AliasChoices, BaseModel, Field, StringConstraints
 
 from .. import albums
+from ..words import plural
 from .routing import Message, PathText, Query, Request, RouteTable
 
 routes = RouteTable()
@@ -83,7 +84,7 @@ def add_multiple_to_album(ctx, req: AddToAlbum) -> AddedMessage:
     """Append indexed images to an album, in order; all of them or none."""
     paths = ctx.roots.resolve_all(req.paths)
     added = albums.add_images(ctx.db, req.album_name, paths)
-    return AddedMessage(message=f"Added {added} images to album '{req.album_name}'", added=added)
+    return AddedMessage(message=f"Added {plural(added, 'image')} to album '{req.album_name}'", added=added)
 
 
 @routes.delete("/albums/remove-from-album", body=RemoveFromAlbum, response=Message, errors=(403, 404))

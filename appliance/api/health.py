@@ -4,36 +4,61 @@ from __future__ import annotations
 
 import platform
 
-from pydantic import BaseModel
+import bottle
+from pydantic import BaseModel, Field
 
 from .. import __version__, catalog, jobs
-from .routing import RouteTable
+from ..db import free_bytes
+from ..errors import ApiError
+from ..workers import DISK_RESERVE_BYTES
+from .routing import RouteTable, check_token
 
 routes = RouteTable()
 
 
 class Health(BaseModel):
-    status: str
-    version: str
-    python: str
-    storage: dict[str, str]
-    images: dict[str, int]
-    queue: dict[str, int]
-    worker: dict
-    models: dict
+    status: str = Field(description="ok, or degraded while something is failing (see problems).")
+    problems: list[str] | None = Field(None, description="What is failing now, in words; only with the token.")
+    version: str | None = None
+    python: str | None = None
+    storage: dict[str, str] | None = None
+    disk: dict | None = Field(None, description="Free bytes on the data dir's disk; ingest pauses when it is full.")
+    images: dict[str, int] | None = None
+    queue: dict[str, int] | None = None
+    worker: dict | None = None
+    background: list[dict] | None = Field(None, description="Background threads failing now, with their errors.")
+    models: dict | None = None
+
+
+def problems_in_words(background: list[dict]) -> list[str]:
+    return [
+        f"{problem['thread']} is failing ({problem['failures']} times in a row): {problem['error']}"
+        for problem in background
+    ]
 
 
 @routes.get("/health", response=Health, needs_token=False)
 def health(ctx) -> Health:
-    """Versions, image and queue counts, and what the ingest worker is doing; no token needed."""
+    """ok or degraded; with the token (or when none is needed) also versions, disk, counts and what the
+    background threads are doing."""
+    background = ctx.worker.supervisor.problems()
+    status = "degraded" if background else "ok"
+    try:
+        check_token(ctx.settings.api_token, bottle.request)
+    except ApiError:
+        return Health(status=status)  # without the token: no paths, no counts
+    free = free_bytes(ctx.db.path.parent)
     return Health(
-        status="ok",
+        status=status,
+        problems=problems_in_words(background),
         version=__version__,
         python=platform.python_version(),
         storage=ctx.db.versions(),
+        disk={"path": str(ctx.db.path.parent), "free_bytes": free, "full": free < DISK_RESERVE_BYTES},
         images=catalog.status_counts(ctx.db),
         queue=jobs.queue_counts(ctx.db),
         worker=ctx.worker.status(),
+        background=background,
         models=ctx.models,
     )
 

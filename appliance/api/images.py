@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
 from .. import catalog, jobs
 from ..errors import bad_request
-from ..paths import is_image_name
-from .routing import Message, PathQuery, PathText, Query, Request, RouteTable, respond
+from ..paths import is_image_name, kind_of
+from ..words import plural
+from .routing import MAX_SQL_INT, Message, PathQuery, PathText, Query, Request, RouteTable, respond
 
 routes = RouteTable()
 
 
 class PageQuery(Query):
-    offset: Annotated[int, Field(ge=0)] = 0
+    offset: Annotated[int, Field(ge=0, le=MAX_SQL_INT)] = 0
     limit: Annotated[int | None, Field(ge=1, le=100_000)] = None
 
 
 class JobQuery(Query):
-    job_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+    job_id: Annotated[str, StringConstraints(max_length=64)]
 
 
 class AddImages(Request):
@@ -41,8 +43,9 @@ class ImageList(BaseModel):
 
 
 class Queued(Message):
-    job_id: str | None = Field(None, description="Absent when nothing was queued.")
+    job_id: str | None = Field(None, description="Absent when nothing was queued or skipped.")
     queued: int
+    skipped: int | None = Field(None, description="Files that cannot be indexed; the job lists them with reasons.")
 
 
 class DetectedObject(BaseModel):
@@ -74,6 +77,7 @@ class JobProgress(BaseModel):
     created_at: str
     total: int
     queued: int
+    running: int
     done: int
     failed: int
     progress: float = Field(description="Finished items over all items, 0 to 1.")
@@ -93,39 +97,71 @@ def indexed_image(ctx, raw: str):
     return catalog.image_row(ctx.db.read(), ctx.roots.resolve(raw))
 
 
-def queue(ctx, kind: str, paths, source=None) -> str:
-    job_id = jobs.enqueue(ctx.db, kind, paths, source)
+def queue(ctx, kind: str, paths, source=None, skipped=()) -> jobs.Enqueued:
+    enqueued = jobs.enqueue(ctx.db, kind, paths, source, skipped)
     ctx.worker.notify()
-    return job_id
+    return enqueued
 
 
-@routes.post("/images/images", body=AddImages, response=Queued, status=202, errors=(403,))
+@routes.post("/images/images", body=AddImages, response=Queued, status=202, errors=(403,), also=(200,))
 def add_images(ctx, req: AddImages) -> Queued:
-    """Queue image files for indexing and analysis in the background."""
+    """Queue image files for indexing and analysis in the background; 200 with queued 0 when every one of
+    them is already queued or being analysed."""
     paths = ctx.roots.resolve_all(req.paths)
-    missing = [str(path) for path in paths if not path.is_file()]
+    kinds = {path: kind_of(path) for path in paths}
+    folders = [str(path) for path, kind in kinds.items() if kind == "folder"]
+    if folders:
+        raise bad_request("These are folders, not files: " + ", ".join(folders) + ". Use /images/add-folder.")
+    missing = [str(path) for path, kind in kinds.items() if kind != "file"]
     if missing:
-        raise bad_request("These files do not exist: " + ", ".join(missing) + ".")
+        raise bad_request("These files do not exist (or cannot be read): " + ", ".join(missing) + ".")
     unsupported = [str(path) for path in paths if not is_image_name(path)]
     if unsupported:
         raise bad_request("These are not supported image types: " + ", ".join(unsupported) + ".")
-    job_id = queue(ctx, "images", paths)
-    return Queued(message="Images are being processed in the background", job_id=job_id, queued=len(paths))
-
-
-@routes.post("/images/add-folder", body=AddFolder, response=Queued, status=202, errors=(403,))
-def add_folder(ctx, req: AddFolder):
-    """Queue every new or changed image below a folder (recursive); 200 with queued 0 when none."""
-    folder = ctx.roots.resolve(req.folder_path)
-    if not folder.is_dir():
-        raise bad_request(f"{req.folder_path} is not a folder.")
-    paths = catalog.new_or_changed(ctx.db, folder, ctx.roots.images_under(folder))
-    if not paths:
-        return respond(200, Queued(message="No valid images found in the specified folder", queued=0))
-    job_id = queue(ctx, "folder", paths, folder)
+    enqueued = queue(ctx, "images", paths)
+    if enqueued.job_id is None:
+        return respond(200, Queued(message="These images are already queued or being analysed", queued=0))
     return Queued(
-        message=f"Processing {len(paths)} images from the folder in the background", job_id=job_id, queued=len(paths)
+        message="Images are being processed in the background", job_id=enqueued.job_id, queued=enqueued.queued
     )
+
+
+@routes.post("/images/add-folder", body=AddFolder, response=Queued, status=202, errors=(403,), also=(200,))
+def add_folder(ctx, req: AddFolder):
+    """Queue every new or changed image below a folder (recursive), skipping files already queued and failed
+    files that did not change; 200 with queued 0 when none."""
+    folder = ctx.roots.resolve(req.folder_path)
+    if kind_of(folder) != "folder":
+        raise bad_request(f"{req.folder_path} is not a folder (or cannot be read).")
+    usable, skipped = split_unusable_names(ctx.roots.images_under(folder))
+    enqueued = queue(ctx, "folder", catalog.new_or_changed(ctx.db, folder, usable), folder, skipped)
+    if not enqueued.queued:
+        answer = Queued(message="No valid images found in the specified folder", queued=0)
+        if enqueued.job_id:  # only skipped files: their reasons are in the job
+            answer = Queued(message=answer.message, queued=0, job_id=enqueued.job_id, skipped=enqueued.skipped)
+        return respond(200, answer)
+    answer = Queued(
+        message=f"Processing {plural(enqueued.queued, 'image')} from the folder in the background",
+        job_id=enqueued.job_id,
+        queued=enqueued.queued,
+    )
+    if enqueued.skipped:
+        answer.skipped = enqueued.skipped
+    return answer
+
+
+def split_unusable_names(paths) -> tuple[list, list[tuple[str, str]]]:
+    """Files whose names are not valid UTF-8 cannot be stored or named in JSON: skip each with a reason."""
+    usable, skipped = [], []
+    for path in paths:
+        try:
+            str(path).encode()
+        except UnicodeEncodeError:
+            shown = os.fsencode(path).decode(errors="backslashreplace")
+            skipped.append((shown, "The file name is not valid UTF-8; rename the file to index it."))
+        else:
+            usable.append(path)
+    return usable, skipped
 
 
 @routes.delete("/images/delete-image", body=DeleteImage, response=Message, errors=(403, 404))

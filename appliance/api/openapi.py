@@ -18,11 +18,33 @@ ERROR_MEANINGS = {
     411: "A body sent without Content-Length.",
     413: "The request body is over the limit.",
     415: "The body is not JSON.",
+    421: "The Host header names no address of this appliance (see allowed_hosts).",
+    507: "The appliance's disk is full; nothing was changed.",
 }
 
 
 def _json(ref: dict) -> dict:
     return {"content": {"application/json": {"schema": ref}}}
+
+
+def _success(route: Route, schema: dict) -> dict:
+    if route.content_types:  # a file, a page: not JSON
+        return {"content": {media: {"schema": {"type": "string"}} for media in route.content_types}}
+    return _json(schema)
+
+
+def error_statuses(route: Route, token_required: bool) -> set[int]:
+    """Every error status a route can answer, from what it takes and does."""
+    statuses = {*route.errors, 421}
+    if route.body is not None:
+        statuses |= {400, 411, 413, 415}
+    if route.query is not None:
+        statuses.add(400)
+    if route.method != "GET":
+        statuses.add(507)
+    if route.needs_token and token_required:
+        statuses.add(401)
+    return statuses
 
 
 def _parameters(route: Route, schema: dict) -> list[dict]:
@@ -39,7 +61,8 @@ def _parameters(route: Route, schema: dict) -> list[dict]:
     ]
 
 
-def openapi_document(routes: Iterable[Route], version: str) -> dict:
+def openapi_document(routes: Iterable[Route], version: str, token_required: bool) -> dict:
+    """The document this appliance serves: bearer security appears only when it has a token."""
     routes = list(routes)
     wanted = [(ErrorBody, "serialization")]
     for route in routes:
@@ -56,18 +79,14 @@ def openapi_document(routes: Iterable[Route], version: str) -> dict:
         if route.body is not None:
             operation["requestBody"] = {"required": True, **_json(refs[(route.body, "validation")])}
         success = refs[(route.response, "serialization")] if route.response else {}
-        operation["responses"] = {str(route.status): {"description": "Success", **_json(success)}}
-        statuses = set(route.errors)
-        if route.body is not None:
-            statuses |= {400, 411, 413, 415}
-        if route.query is not None:
-            statuses.add(400)
-        if route.needs_token:
-            statuses.add(401)
+        operation["responses"] = {
+            str(status): {"description": "Success", **_success(route, success)}
+            for status in (route.status, *route.also)
+        }
         error_ref = refs[(ErrorBody, "serialization")]
-        for status in sorted(statuses):
+        for status in sorted(error_statuses(route, token_required)):
             operation["responses"][str(status)] = {"description": ERROR_MEANINGS[status], **_json(error_ref)}
-        if route.needs_token:
+        if route.needs_token and token_required:
             operation["security"] = [{"bearer": []}]
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
@@ -76,6 +95,6 @@ def openapi_document(routes: Iterable[Route], version: str) -> dict:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            **({"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}} if token_required else {}),
         },
     }

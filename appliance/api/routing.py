@@ -10,6 +10,8 @@ import hmac
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -35,6 +37,8 @@ class Query(BaseModel):
 
 
 PathText = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+# SQLite's integers are 64-bit: a larger one would fail in the driver, not in validation.
+MAX_SQL_INT = 2**63 - 1
 
 
 class PathQuery(Query):
@@ -59,8 +63,10 @@ class Route:
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
+    also: tuple[int, ...] = ()  # other success statuses, same body model
     errors: tuple[int, ...] = ()
     needs_token: bool = True
+    content_types: tuple[str, ...] = ()  # what a non-JSON route answers (a file, a page)
     cached: bool = False  # a read whose rendered body can be reused until the next database write
 
     @property
@@ -161,6 +167,8 @@ def parse_request(route: Route, request: bottle.BaseRequest, url_args: dict) -> 
         return parsed
     except ValidationError as error:
         raise ApiError(400, describe_validation_error(error)) from None
+    except UnicodeError:  # percent-escapes that are not UTF-8 (?x=%ff)
+        raise ApiError(400, "The query string is not valid UTF-8.") from None
 
 
 def render(result: Any) -> str:
@@ -171,25 +179,42 @@ def render(result: Any) -> str:
 
 
 class ResponseCache:
-    """Rendered bodies of read-only routes, keyed by URL and valid until the database's next write."""
+    """Rendered bodies of read-only routes, valid until the database's next write, at most `max_bytes` of them
+    (least recently used go first)."""
 
-    def __init__(self, db: Any, max_entries: int = 64):
+    def __init__(self, db: Any, max_bytes: int = 8 << 20):
         self.db = db
-        self.max_entries = max_entries
-        self.generation = -1
-        self.entries: dict[str, str] = {}
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._generation = -1
+        self._entries: OrderedDict[str, str] = OrderedDict()
+        self._size = 0
 
     def get_or_render(self, key: str, render_body: Callable[[], str]) -> str:
         generation = self.db.generation
-        if generation != self.generation:
-            self.entries, self.generation = {}, generation
-        body = self.entries.get(key)
-        if body is None:
-            body = render_body()
-            if len(self.entries) >= self.max_entries:
-                self.entries.pop(next(iter(self.entries)), None)  # oldest first
-            self.entries[key] = body
+        with self._lock:
+            if generation != self._generation:
+                self._entries.clear()
+                self._size, self._generation = 0, generation
+            body = self._entries.get(key)
+            if body is not None:
+                self._entries.move_to_end(key)
+                return body
+        body = render_body()
+        with self._lock:
+            # A write committed while rendering may have made this body stale: keep it only if none did.
+            if self.db.generation == generation == self._generation and key not in self._entries:
+                self._entries[key] = body
+                self._size += len(body)
+                while self._size > self.max_bytes:
+                    self._size -= len(self._entries.popitem(last=False)[1])
         return body
+
+
+def cache_key(route: Route, parsed: list[Any]) -> str:
+    """The route and its validated query: parameters the route does not take do not make new entries."""
+    query = parsed[-1].model_dump_json() if route.query is not None else ""
+    return f"{route.method} {route.path} {query}"
 
 
 def make_callback(route: Route, context: Any) -> Callable:
@@ -207,7 +232,7 @@ def make_callback(route: Route, context: Any) -> Callable:
                 return route.handler(context, *parsed)
 
             if route.cached:
-                body = context.cache.get_or_render(request.fullpath + "?" + request.query_string, lambda: render(run()))
+                body = context.cache.get_or_render(cache_key(route, parsed), lambda: render(run()))
             else:
                 result = run()
                 if isinstance(result, bottle.HTTPResponse):

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from .images import indexed_image
-from .routing import PathQuery, Query, RouteTable
+from .routing import MAX_SQL_INT, PathQuery, Query, RouteTable
 
 routes = RouteTable()
 
@@ -18,7 +18,7 @@ class MatchQuery(Query):
 
 
 class ClustersQuery(Query):
-    min_size: Annotated[int, Field(ge=1)] = 1
+    min_size: Annotated[int, Field(ge=1, le=MAX_SQL_INT)] = 1
 
 
 class SimilarPair(BaseModel):

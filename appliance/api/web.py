@@ -14,10 +14,23 @@ from ..errors import not_found
 from ..pipeline import thumbnail_path, write_thumbnail
 from ..source import MAX_FILE_BYTES, SourceError, open_source
 from .images import indexed_image
-from .routing import Message, PathQuery, Query, Request, RouteTable
+from .routing import MAX_SQL_INT, Message, PathQuery, Query, Request, RouteTable
 
 routes = RouteTable()
 STATIC = Path(__file__).resolve().parent.parent / "web"
+# What bottle's static_file says an original is, by its suffix (mimetypes), for OpenAPI.
+ORIGINAL_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/bmp",
+    "image/gif",
+    "image/webp",
+    "image/tiff",
+    "image/heic",
+    "image/heif",
+    "image/avif",
+    "application/octet-stream",
+)
 
 
 class StaticQuery(Query):
@@ -25,7 +38,7 @@ class StaticQuery(Query):
 
 
 class PersonPath(Query):
-    person_id: int
+    person_id: Annotated[int, Field(ge=1, le=MAX_SQL_INT)]
 
 
 class Rename(Request):
@@ -53,13 +66,15 @@ class People(BaseModel):
     people: list[Person]
 
 
-@routes.get("/", needs_token=False)
+@routes.get("/", needs_token=False, content_types=("text/html",))
 def index(ctx):
     """The web page."""
     return bottle.static_file("index.html", root=STATIC)
 
 
-@routes.get("/static/{name}", query=StaticQuery, needs_token=False)
+@routes.get(
+    "/static/{name}", query=StaticQuery, needs_token=False, content_types=("text/javascript", "text/css", "text/html")
+)
 def static(ctx, req: StaticQuery):
     """The web page's script and style."""
     return bottle.static_file(req.name, root=STATIC)
@@ -71,7 +86,7 @@ def thumbnail_budget(mib: int) -> DecodeBudget:
     return DecodeBudget(mib << 20)
 
 
-@routes.get("/images/thumbnail", query=PathQuery, errors=(403, 404))
+@routes.get("/images/thumbnail", query=PathQuery, errors=(403, 404, 507), content_types=("image/jpeg",))
 def thumbnail(ctx, req: PathQuery):
     """A JPEG thumbnail of an indexed image, made now if it is missing (after a restore, say)."""
     image = indexed_image(ctx, req.path)
@@ -93,7 +108,7 @@ def thumbnail(ctx, req: PathQuery):
     return response
 
 
-@routes.get("/images/original", query=PathQuery, errors=(403, 404))
+@routes.get("/images/original", query=PathQuery, errors=(403, 404), content_types=ORIGINAL_TYPES)
 def original(ctx, req: PathQuery):
     """The photo file itself, for an indexed image only."""
     path = Path(indexed_image(ctx, req.path)["path"])

@@ -1,0 +1,179 @@
+"""The background work, as supervised loops: one analysis loop per worker, and one housekeeping loop.
+
+An analysis step claims one queued item in the database and analyses it; housekeeping re-clusters faces and
+forgets old jobs when the queue is idle. Start-up first recovers what a crash left running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from . import jobs
+from .db import Database, free_bytes
+from .errors import DiskFull
+from .faces import FaceIndex, faces_changed
+from .ingest import ContentLocks, Ingest
+from .paths import LibraryRoots
+from .pipeline import Pipeline
+from .supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 5.0
+PRUNE_EVERY_SECONDS = 3600
+# Ingest pauses below this much free space on the data dir's disk, so albums and names can still be saved.
+DISK_RESERVE_BYTES = 16 << 20
+
+
+class ClaimGate:
+    """Items run side by side, except one whose earlier attempt never finished: it runs alone, and nothing
+    else is claimed meanwhile, so that if it kills the process again the crash is counted against it and not
+    against an innocent neighbour."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._running = 0
+        self._alone = False
+
+    @contextmanager
+    def claim(self, db: Database) -> Iterator[jobs.QueuedItem | None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._alone)
+            item = jobs.claim(db)
+            if item is not None:
+                self._alone = item.attempts > 1
+                self._changed.wait_for(lambda: not self._alone or self._running == 0)
+                self._running += 1
+        if item is None:
+            yield None
+            return
+        try:
+            yield item
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._alone = False
+                self._changed.notify_all()
+
+
+class Analyser:
+    """One analysis loop: claim an item, analyse it, store the outcome."""
+
+    def __init__(self, ingest: Ingest, gate: ClaimGate, busy: dict, name: str):
+        self.ingest = ingest
+        self.db = ingest.db
+        self.gate = gate
+        self.busy = busy
+        self.name = name
+        self.held: jobs.QueuedItem | None = None  # claimed, outcome not stored yet
+
+    def step(self) -> float | None:
+        if self.held is not None:  # the last step failed before storing an outcome: put the item back
+            jobs.release(self.db, self.held.id)
+            self.held = None
+        data_dir = self.db.path.parent
+        if free_bytes(data_dir) < DISK_RESERVE_BYTES:
+            raise DiskFull(str(data_dir), free_bytes(data_dir))
+        with self.gate.claim(self.db) as item:
+            if item is None:
+                return IDLE_POLL_SECONDS
+            self.held = item
+            self.busy[self.name] = (item.path, time.monotonic())
+            try:
+                self.ingest.run(item)
+            finally:
+                self.busy.pop(self.name, None)
+            self.held = None
+        return None
+
+    def release(self) -> None:
+        """At stop: an item claimed but not finished goes back to the queue."""
+        if self.held is not None:
+            jobs.release(self.db, self.held.id)
+            self.held = None
+
+
+class IngestWorkers:
+    """The analysis loops and housekeeping under one supervisor; `busy` tells /health what is in hand."""
+
+    def __init__(
+        self,
+        db: Database,
+        faces: FaceIndex,
+        make_pipeline: Callable[[], Pipeline],
+        roots: LibraryRoots,
+        workers: int,
+        recluster_after: int,
+        keep_jobs_days: int = 30,
+    ):
+        self.db = db
+        self.faces = faces
+        self.make_pipeline = make_pipeline
+        self.roots = roots
+        self.workers = workers
+        self.recluster_after = recluster_after
+        self.keep_jobs_days = keep_jobs_days
+        self.supervisor = Supervisor()
+        self.busy: dict[str, tuple[str, float]] = {}
+        self._analysers: list[Analyser] = []
+        self._last_prune = -PRUNE_EVERY_SECONDS  # first prune at the first idle moment
+
+    def start(self) -> None:
+        crashed = jobs.recover(self.db)
+        if crashed:
+            log.warning("%d file(s) crashed the analysis %d times and were failed", crashed, jobs.MAX_ATTEMPTS)
+        # Build every pipeline first: a model that fails to open stops start-up, not a thread later.
+        pipelines = [self.make_pipeline() for _ in range(self.workers)]
+        locks, gate = ContentLocks(), ClaimGate()
+        for n, pipeline in enumerate(pipelines):
+            name = f"ingest-{n}"
+            ingest = Ingest(self.db, self.faces, pipeline, locks, self.roots)
+            self._analysers.append(Analyser(ingest, gate, self.busy, name))
+            self.supervisor.start(name, self._analysers[-1].step)
+        self.supervisor.start("housekeeping", self._housekeeping)
+
+    def notify(self) -> None:
+        """New work was queued: stop waiting."""
+        self.supervisor.wake("ingest-")
+
+    def stop(self) -> None:
+        """Finish the images in hand, leave the rest queued, then stop."""
+        self.supervisor.stop()
+        for analyser in self._analysers:
+            try:
+                analyser.release()
+            except Exception:  # a full disk, say: the item stays claimed and start-up queues it again
+                log.warning("could not put %s back in the queue", analyser.held.path, exc_info=True)
+        self._analysers.clear()  # and their interpreters with them
+
+    def status(self) -> dict:
+        now = time.monotonic()
+        return {
+            "workers": self.workers,
+            "busy": [{"path": path, "seconds": round(now - since, 3)} for path, since in list(self.busy.values())],
+        }
+
+    def _housekeeping(self) -> float:
+        if jobs.is_idle(self.db):
+            self._recluster_if_due()
+            self._prune_if_due()
+        return IDLE_POLL_SECONDS
+
+    def _prune_if_due(self) -> None:
+        """Once an hour at most (each prune is a write, and a write empties the listing caches)."""
+        if time.monotonic() - self._last_prune >= PRUNE_EVERY_SECONDS:
+            jobs.prune(self.db, self.keep_jobs_days)
+            self._last_prune = time.monotonic()
+
+    def _recluster_if_due(self) -> None:
+        """After a large ingest (or removal), once the queue is empty, re-cluster every face."""
+        if faces_changed(self.db) < self.recluster_after:
+            return
+        started = time.monotonic()
+        people = self.faces.recluster(self.db, lambda: self.supervisor.stopping)
+        if people is not None:
+            log.info("re-clustered faces into %d people in %.1fs", people, time.monotonic() - started)
