@@ -66,7 +66,13 @@ class Appliance:
         )
         self.worker.start()
         context = Context(
-            settings=settings, db=self.db, roots=roots, worker=self.worker, faces=faces, models=pipelines.describe()
+            settings=settings,
+            db=self.db,
+            roots=roots,
+            worker=self.worker,
+            faces=faces,
+            models=pipelines.describe(),
+            decode_budget=pipelines.budget,
         )
         self.http = make_server(settings, make_app(context))
         self.http.prepare()

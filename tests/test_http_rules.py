@@ -185,3 +185,54 @@ def test_openapi_has_bearer_security_when_a_token_is_configured(start_appliance)
     assert view_all["security"] == [{"bearer": []}] and "401" in view_all["responses"]
     health = document["paths"]["/health"]["get"]
     assert "security" not in health and "401" not in health["responses"]
+
+
+# -- hostile input found by schemathesis: each answered 500 before ------------------------------------------
+
+
+def test_a_query_string_that_is_not_utf8_is_a_400(client):
+    for path in ("/tag/clusters?x=%ff", "/images/all-images?offset=%ff", "/images/class-ids?path=%c3%28"):
+        assert "UTF-8" in assert_error(client.get(path), 400)
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [("GET", "/images/all-images?offset=1180591620717411303424"), ("GET", "/tag/clusters?min_size=1180591620717411303424")],
+)
+def test_integers_past_sqlites_range_are_a_400(client, method, path):
+    assert_error(client.request(method, path), 400)
+
+
+def test_a_person_id_past_sqlites_range_is_a_400(client):
+    before = client.snapshot()
+    assert_error(client.put(f"/tag/people/{2**70}", json={"name": "x"}), 400)
+    assert_error(client.put("/tag/people/-1", json={"name": "x"}), 400)
+    assert client.snapshot() == before
+
+
+def test_a_path_with_a_name_over_255_bytes_is_a_400(client, library):
+    long_path = str(library / ("a" * 300) / "b.jpg")
+    before = client.snapshot()
+    assert_error(client.get("/images/class-ids", params={"path": long_path}), 400)
+    assert_error(client.post("/images/images", json={"paths": [long_path]}), 400)
+    assert_error(client.post("/images/add-folder", json={"folder_path": str(library / ("é" * 200))}), 400)
+    assert_error(client.request("DELETE", "/images/delete-image", json={"path": long_path}), 400)
+    lone_surrogate = b'{"paths": ["' + str(library).encode() + b'/\\udcff.jpg"]}'
+    assert_error(client.post("/images/images", data=lone_surrogate, headers={"Content-Type": "application/json"}), 400)
+    assert client.snapshot() == before
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_its_reason(client, library):
+    from .conftest import make_images
+
+    make_images(library, 2)
+    bad = os.path.join(os.fsencode(library), b"caf\xe9.jpg")
+    with open(bad, "wb") as f:
+        f.write((library / "img_00000.jpg").read_bytes() + b"different")
+    response = client.post("/images/add-folder", json={"folder_path": str(library)})
+    assert response.status_code == 202, response.text
+    assert (response.json()["queued"], response.json()["skipped"]) == (2, 1)
+    progress = client.wait_for_job(response.json()["job_id"])
+    assert (progress["done"], progress["failed"]) == (2, 1)
+    assert progress["failures"][0]["path"] == str(library) + "/caf\\xe9.jpg"
+    assert "not valid UTF-8" in progress["failures"][0]["error"]

@@ -9,6 +9,7 @@ import bottle
 from .. import __version__
 from ..config import Settings
 from ..db import Database
+from ..decode import DecodeBudget
 from ..faces import FaceIndex
 from ..paths import LibraryRoots
 from ..workers import IngestWorkers
@@ -32,6 +33,7 @@ class Context:
     worker: IngestWorkers
     faces: FaceIndex
     models: dict
+    decode_budget: DecodeBudget  # shared with the ingest workers: thumbnails made again decode within it too
     openapi: dict = field(init=False)
     cache: ResponseCache = field(init=False)
 

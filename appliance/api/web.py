@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from functools import cache
+import errno
 from pathlib import Path
 from typing import Annotated
 
 import bottle
 from pydantic import BaseModel, Field, StringConstraints
 
-from ..decode import DecodeBudget, DecodeError, decode
-from ..errors import not_found
+from ..db import free_bytes
+from ..decode import DecodeError, decode
+from ..errors import DiskFull, not_found
 from ..pipeline import thumbnail_path, write_thumbnail
 from ..source import MAX_FILE_BYTES, SourceError, open_source
 from .images import indexed_image
@@ -73,23 +74,23 @@ def index(ctx):
 
 
 @routes.get(
-    "/static/{name}", query=StaticQuery, needs_token=False, content_types=("text/javascript", "text/css", "text/html")
+    "/static/{name}",
+    query=StaticQuery,
+    needs_token=False,
+    errors=(404,),
+    content_types=("text/javascript", "text/css", "text/html"),
 )
 def static(ctx, req: StaticQuery):
     """The web page's script and style."""
     return bottle.static_file(req.name, root=STATIC)
 
 
-@cache
-def thumbnail_budget(mib: int) -> DecodeBudget:
-    """One budget for the thumbnails the HTTP threads make again, so that many requests at once stay in it."""
-    return DecodeBudget(mib << 20)
-
-
 @routes.get("/images/thumbnail", query=PathQuery, errors=(403, 404, 507), content_types=("image/jpeg",))
 def thumbnail(ctx, req: PathQuery):
     """A JPEG thumbnail of an indexed image, made now if it is missing (after a restore, say)."""
     image = indexed_image(ctx, req.path)
+    if image["status"] == "failed":
+        raise not_found(f"{req.path} has no thumbnail: its analysis failed ({image['error']})")
     if image["content_hash"] is None:
         raise not_found(f"{req.path} has not been analysed yet.")
     path = thumbnail_path(ctx.settings.data_dir / "thumbnails", image["content_hash"])
@@ -98,11 +99,16 @@ def thumbnail(ctx, req: PathQuery):
             with open_source(image["path"], ctx.roots, MAX_FILE_BYTES) as source:
                 if source.digest != image["content_hash"]:  # its thumbnail would not be of the analysed content
                     raise SourceError("The file has changed since it was analysed.")
-                budget = thumbnail_budget(ctx.settings.decode_budget_mib)
-                decoded = decode(source.file, ctx.settings.max_image_pixels, ctx.settings.thumbnail_size, budget)
+                settings = ctx.settings
+                decoded = decode(source.file, settings.max_image_pixels, settings.thumbnail_size, ctx.decode_budget)
         except (SourceError, DecodeError) as error:
             raise not_found(f"No thumbnail for {req.path}: {error}") from None
-        write_thumbnail(decoded.pixels, path, ctx.settings.thumbnail_size)
+        try:
+            write_thumbnail(decoded.pixels, path, ctx.settings.thumbnail_size)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise DiskFull(str(ctx.settings.data_dir), free_bytes(ctx.settings.data_dir)) from None
+            raise
     response = bottle.static_file(path.name, root=path.parent, mimetype="image/jpeg")
     response.set_header("Cache-Control", "private, max-age=86400")
     return response
