@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .config import Settings, load_settings
+from .errors import StartupError
 
 
 def flag_options(name: str) -> dict:
@@ -113,10 +114,11 @@ def run_doctor(args: argparse.Namespace, settings: Settings) -> int:
 def report_outcome(action: str, work: Callable[[], str]) -> int:
     """Run a backup or restore; print what it did, or why it failed, without a traceback."""
     from .backup import BackupError
+    from .db import sqlite_module
 
     try:
         print(work())
-    except (BackupError, OSError) as error:
+    except (BackupError, OSError, sqlite_module().Error) as error:
         print(f"appliance: {action} failed: {error}", file=sys.stderr)
         return 1
     return 0
@@ -155,4 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"appliance: invalid settings: {problems}")
     except OSError as error:
         sys.exit(f"appliance: cannot read the config file: {error}")
-    sys.exit(args.handler(args, settings))
+    try:
+        sys.exit(args.handler(args, settings))
+    except (StartupError, OSError) as error:  # a user's mistake or the machine's state: a line, not a traceback
+        sys.exit(f"appliance {args.command}: {error}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .config import Settings, resolve_models_dir
 from .db import connect, sqlite_module
 from .infer.runtime import RUNTIME, edgetpu_problem
-from .models import ModelError, ModelMissing, load_manifest, verified_path
+from .models import ModelError, load_manifest, verified_path
 
 MIN_FREE_BYTES = 1 << 30
 
@@ -53,12 +53,8 @@ def model_checks(settings: Settings, edgetpu: bool) -> list[Check]:
             try:
                 verified_path(spec, models_dir, edgetpu=variant)
                 checks.append(Check(f"model {spec.name}", "ok", f"{models_dir / relative} (sha256 verified)"))
-            except ModelError as error:
-                problem = (
-                    "model file missing" if isinstance(error, ModelMissing) else "sha256 differs from the manifest"
-                )
-                fix = f"copy {relative} into {models_dir}" + (" or run `appliance models fetch`" if spec.url else "")
-                checks.append(Check(f"model {spec.name}", "FAIL", f"{problem}: {relative}", fix))
+            except ModelError as error:  # the very words `serve` would stop with
+                checks.append(Check(f"model {spec.name}", "FAIL", error.problem, error.fix))
     return checks
 
 

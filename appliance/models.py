@@ -19,7 +19,13 @@ MANIFEST_PATH = Path(__file__).parent / "manifest.toml"
 
 
 class ModelError(StartupError):
-    """A model cannot be used; the message names the file and what to do. Stops start-up."""
+    """A model cannot be used: `problem` names the file, `fix` says what to do (serve and doctor both say
+    exactly these). Stops start-up."""
+
+    def __init__(self, problem: str, fix: str):
+        super().__init__(f"{problem}: {fix}")
+        self.problem = problem
+        self.fix = fix
 
 
 class ModelMissing(ModelError):
@@ -69,15 +75,16 @@ def verified_path(spec: ModelSpec, models_dir: Path, edgetpu: bool = False) -> P
     relative, expected = spec.variants(edgetpu)
     path = models_dir / relative
     if not path.is_file():
+        fetch = ", or run `appliance models fetch`" if spec.url else ""
         raise ModelMissing(
-            f"model file missing: {path} (model '{spec.name}'). Copy it there, run `appliance models fetch`,"
-            " or point models_dir at the folder that holds it."
+            f"model file missing: {path} (model '{spec.name}')",
+            f"copy {relative} into {models_dir}{fetch}, or point models_dir at the folder that holds it",
         )
     actual = sha256_of(path)
     if actual != expected:
         raise ModelMismatch(
-            f"model file {path} does not match the manifest (sha256 {actual[:12]}..., expected {expected[:12]}...):"
-            " replace it with the file the manifest names."
+            f"model file {path} does not match the manifest (sha256 {actual[:12]}..., expected {expected[:12]}...)",
+            f"replace it with the file the manifest names ({relative})",
         )
     return path
 

@@ -68,6 +68,15 @@ class Client:
         assert response.status_code == 202, response.text
         return self.wait_for_job(response.json()["job_id"])
 
+    def row(self, sql: str, *args) -> tuple | None:
+        """One row straight from the database, for facts no route shows."""
+        conn = connect(self.data_dir / DATABASE_FILE)
+        try:
+            found = conn.execute(sql, args).fetchone()
+            return tuple(found) if found else None
+        finally:
+            conn.close()
+
     def snapshot(self) -> dict:
         """Every row of every table, to show a refused request changed nothing."""
         conn = connect(self.data_dir / DATABASE_FILE)

@@ -30,5 +30,10 @@ def test_readme_start_command_parses():
 
 
 def test_readme_documents_every_setting():
+    """A row of the Configuration table per setting, with a default and a meaning (not just a mention)."""
+    section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = {m[0]: m[1:] for m in re.findall(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|$", section, flags=re.MULTILINE)}
     for name in Settings.model_fields:
-        assert f"`{name}`" in README, name
+        assert name in rows, f"no row for {name} in the Configuration table"
+        default, meaning = (cell.strip() for cell in rows[name])
+        assert default and len(meaning) > 10, name

@@ -197,7 +197,10 @@ def test_a_query_string_that_is_not_utf8_is_a_400(client):
 
 @pytest.mark.parametrize(
     "method,path",
-    [("GET", "/images/all-images?offset=1180591620717411303424"), ("GET", "/tag/clusters?min_size=1180591620717411303424")],
+    [
+        ("GET", "/images/all-images?offset=1180591620717411303424"),
+        ("GET", "/tag/clusters?min_size=1180591620717411303424"),
+    ],
 )
 def test_integers_past_sqlites_range_are_a_400(client, method, path):
     assert_error(client.request(method, path), 400)

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import threading
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,11 +129,13 @@ def check_token(expected: str | None, request: bottle.BaseRequest) -> None:
         return
     scheme, _, given = request.get_header("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" and request.method == "GET":
-        given = request.get_cookie(TOKEN_COOKIE) or ""
+        given = urllib.parse.unquote(request.get_cookie(TOKEN_COOKIE) or "")  # the page URL-encodes it
     elif scheme.lower() != "bearer":
         given = ""
-    if not given or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise ApiError(401, "Send the appliance's API token as 'Authorization: Bearer TOKEN'.")
+    if not given.strip():
+        raise ApiError(401, "This route needs the appliance's API token: send it as 'Authorization: Bearer TOKEN'.")
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise ApiError(401, "The API token sent is not this appliance's token; check it and send it again.")
 
 
 def is_chunked(request: bottle.BaseRequest) -> bool:

@@ -84,12 +84,12 @@ class ModelLoader:
 
     def __init__(self, models_dir: Path, accelerator: str, threads: int):
         if accelerator not in ACCELERATORS:
-            raise ModelError(f"unknown accelerator {accelerator!r}: use one of {', '.join(ACCELERATORS)}")
+            raise ModelError(f"unknown accelerator {accelerator!r}", f"use one of {', '.join(ACCELERATORS)}")
         self.models_dir = models_dir
         self.threads = threads
         problem = edgetpu_problem() if accelerator != "cpu" else "accelerator = cpu"
         if accelerator == "edgetpu" and problem:
-            raise ModelError(f"no Edge TPU found ({problem}): set accelerator = cpu or plug one in")
+            raise ModelError(f"no Edge TPU found ({problem})", "set accelerator = cpu or plug one in")
         if accelerator == "auto" and problem:
             _log_cpu_fallback(problem)
         self.edgetpu_available = problem is None
