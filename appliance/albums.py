@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from .catalog import LISTED
 from .db import Database
 from .errors import ApiError, bad_request, not_found
 
@@ -35,7 +36,7 @@ def add_images(db: Database, name: str, paths: Sequence[Path]) -> int:
         album_id = _album_id(conn, name)
         ids = {}
         for path in paths:
-            row = conn.execute("SELECT id FROM images WHERE path = ? AND status != 'failed'", (str(path),)).fetchone()
+            row = conn.execute(f"SELECT id FROM images WHERE path = ? AND {LISTED}", (str(path),)).fetchone()
             if row:
                 ids[path] = row["id"]
         missing = [str(path) for path in paths if path not in ids]
@@ -78,7 +79,7 @@ def view(db: Database, name: str) -> dict:
             raise not_found(f"There is no album named '{name}'.")
         photos = conn.execute(
             "SELECT images.path FROM album_images JOIN images ON images.id = album_images.image_id"
-            " WHERE album_id = ? ORDER BY position",
+            " WHERE album_id = ? AND images.missing_since IS NULL ORDER BY position",
             (album["id"],),
         ).fetchall()
     return {"album_name": album["name"], "description": album["description"], "photos": [r[0] for r in photos]}
@@ -99,7 +100,7 @@ def view_all(db: Database) -> list[dict]:
         members.row_factory = None  # plain tuples: this can be every photo of every album
         members.execute(
             "SELECT album_id, images.path FROM album_images JOIN images ON images.id = album_images.image_id"
-            " ORDER BY album_id, position"
+            " WHERE images.missing_since IS NULL ORDER BY album_id, position"
         )
         for album_id, path in members:
             albums[album_id]["image_paths"].append(path)

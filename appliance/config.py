@@ -76,6 +76,16 @@ class Settings(BaseModel):
     )
     thumbnail_size: int = Field(320, ge=32, description="Longest side of the cached thumbnails.")
     server_threads: int = Field(16, ge=1, le=256, description="HTTP worker threads.")
+    watch: bool = Field(
+        True,
+        description="Follow the library roots as files come, change, move and go: inotify (through watchdog) and"
+        " a reconcile scan; off: only what clients add is indexed.",
+    )
+    reconcile_minutes: int = Field(
+        60,
+        ge=1,
+        description="Minutes between scans of the library roots that catch what watching missed (also at start).",
+    )
     decode_budget_mib: int = Field(
         256,
         ge=16,

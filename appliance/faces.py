@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .catalog import ANALYSED
 from .db import Database
+from .infer.detector import intersection_over_union
 from .infer.faces import Face
 
 # Vectors are partitioned by person (cluster id modulo this): a search within one person reads only its
@@ -55,11 +57,15 @@ class FaceIndex:
         ).fetchall()
         return [(row[0], 1.0 - row[1]) for row in rows]
 
-    def add(self, conn, image_id: int, faces: Sequence[Face], vectors: np.ndarray) -> None:
-        """Store the faces of one image and give each a person, from its nearest stored neighbours."""
-        taken: set[int] = set()  # people already given a face of this image
-        for face, vector in zip(faces, vectors, strict=True):
-            person = self._assign(conn, image_id, vector, taken)
+    def add(
+        self, conn, image_id: int, faces: Sequence[Face], vectors: np.ndarray, inherited: Sequence[int | None] = ()
+    ) -> None:
+        """Store the faces of one image and give each a person: the one it inherits from the face it replaces
+        (`inherited`, per face, when the image is analysed again), else from its nearest stored neighbours."""
+        inherited = list(inherited) or [None] * len(faces)
+        taken: set[int] = {person for person in inherited if person is not None}  # one face per person here
+        for face, vector, heir in zip(faces, vectors, inherited, strict=True):
+            person = heir if heir is not None else self._assign(conn, image_id, vector, taken)
             taken.add(person)
             face_id = conn.execute(
                 "INSERT INTO faces (image_id, score, x1, y1, x2, y2, keypoints, cluster_id)"
@@ -104,6 +110,24 @@ class FaceIndex:
                 (face_id, face["id"]),
             )
 
+    def people_by_box(self, conn, image_id: int, faces: Sequence[Face], min_overlap: float = 0.5) -> list[int | None]:
+        """For each new face of an image analysed again, the person of the stored face it replaces (the same
+        place, IoU at least `min_overlap`), so names and corrections survive a re-analysis."""
+        old = conn.execute("SELECT x1, y1, x2, y2, cluster_id FROM faces WHERE image_id = ?", (image_id,)).fetchall()
+        pairs = []
+        for n, face in enumerate(faces):
+            boxes = np.array([face.box, *(row[:4] for row in old)], dtype=np.float64)
+            overlaps = intersection_over_union(boxes, 0, np.arange(1, len(boxes)))
+            pairs += [(float(overlap), n, row[4]) for overlap, row in zip(overlaps, old, strict=True)]
+        pairs.sort(reverse=True)
+        people: list[int | None] = [None] * len(faces)
+        used: set[int] = set()
+        for overlap, n, person in pairs:
+            if overlap >= min_overlap and people[n] is None and person not in used:
+                people[n] = person
+                used.add(person)
+        return people
+
     def remove_image(self, conn, image_id: int) -> None:
         """Drop an image's vectors; its face rows go with the image (ON DELETE CASCADE)."""
         (count,) = conn.execute("SELECT count(*) FROM faces WHERE image_id = ?", (image_id,)).fetchone()
@@ -131,7 +155,7 @@ class FaceIndex:
             rows = conn.execute(
                 "SELECT faces.id, images.path FROM faces JOIN images ON images.id = faces.image_id"
                 f" WHERE faces.id IN ({','.join('?' * len(similarity))}) AND faces.image_id != ?"
-                " AND images.status = 'done'",
+                f" AND {ANALYSED}",
                 [*similarity, image_id],
             ).fetchall()
             for row in rows:
@@ -144,7 +168,7 @@ class FaceIndex:
         rows = conn.execute(
             f"SELECT faces.id, faces.image_id, images.path, v.embedding FROM faces"
             f" JOIN images ON images.id = faces.image_id JOIN {self.table} v ON v.rowid = faces.id"
-            " WHERE images.status = 'done'"
+            f" WHERE {ANALYSED}"
         ).fetchall()
         where = {row[0]: (row[1], row[2]) for row in rows}
         pairs: dict[tuple[str, str], float] = {}
@@ -162,7 +186,7 @@ class FaceIndex:
         people: dict[int, list[str]] = defaultdict(list)
         for cluster_id, path in db.read().execute(
             "SELECT DISTINCT faces.cluster_id, images.path FROM faces JOIN images ON images.id = faces.image_id"
-            " WHERE images.status = 'done' ORDER BY images.path"
+            f" WHERE {ANALYSED} ORDER BY images.path"
         ):
             people[cluster_id].append(path)
         ranked = sorted(people.items(), key=lambda item: (-len(item[1]), item[0]))
@@ -174,6 +198,7 @@ class FaceIndex:
         """Rebuild every cluster from the kNN graph, keeping ids stable. Returns the number of people, or
         None when faces came or went meanwhile (the next run will see them) or `should_stop` said so."""
         changes_seen = faces_changed(db)
+        # Faces with a vector of the current embedder (during a re-analysis after a change, not all have one).
         rows = (
             db.read()
             .execute(
@@ -182,6 +207,7 @@ class FaceIndex:
             )
             .fetchall()
         )
+        members_sql = f"SELECT faces.id, faces.image_id FROM faces JOIN {self.table} v ON v.rowid = faces.id ORDER BY 1"
         if not rows:
             return 0
         members = [(row[0], row[1]) for row in rows]
@@ -194,7 +220,7 @@ class FaceIndex:
         edges = np.concatenate(edges) if edges else np.zeros((0, 3))
         labels = cluster_with_cannot_links(edges, [image for _, image in members])
         with db.write() as conn:
-            if [tuple(row) for row in conn.execute("SELECT id, image_id FROM faces ORDER BY id")] != members:
+            if [tuple(row) for row in conn.execute(members_sql)] != members:
                 return None
             new_ids = stable_ids(
                 labels,

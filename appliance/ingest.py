@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import jobs
+from .catalog import unused_hashes
 from .db import Database, free_bytes
 from .errors import DiskFull
 from .faces import FaceIndex
@@ -22,6 +23,7 @@ from .migrations import NOW
 from .paths import LibraryRoots
 from .pipeline import Analysis, DecodeError, Pipeline
 from .source import MAX_FILE_BYTES, SourceError, open_source
+from .thumbnails import forget
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,12 @@ INTERNAL_ERROR = "Internal error while analysing this image; see the log."
 
 @dataclass(frozen=True)
 class FileFacts:
-    """What identifies the content that was analysed."""
+    """What identifies the content that was analysed, and what analysed it."""
 
     size: int
     mtime_ns: int
     digest: str
+    fingerprint: str
 
 
 def store_failure(db: Database, item: jobs.QueuedItem, reason: str, stat: os.stat_result | None = None) -> None:
@@ -51,8 +54,9 @@ def store_failure(db: Database, item: jobs.QueuedItem, reason: str, stat: os.sta
 
 def store_unchanged(db: Database, item: jobs.QueuedItem, stat: os.stat_result) -> None:
     with db.write(durable=False) as conn:
-        conn.execute(
-            "UPDATE images SET size = ?, mtime_ns = ? WHERE path = ?", (stat.st_size, stat.st_mtime_ns, item.path)
+        conn.execute(  # still there, or there again
+            "UPDATE images SET size = ?, mtime_ns = ?, missing_since = NULL WHERE path = ?",
+            (stat.st_size, stat.st_mtime_ns, item.path),
         )
         jobs.finish_item(conn, item.id)
 
@@ -69,13 +73,11 @@ def replacing_results(db: Database, faces: FaceIndex, item: jobs.QueuedItem, fac
             return
         image_id = image["id"]
         conn.execute("DELETE FROM objects WHERE image_id = ?", (image_id,))
-        faces.remove_image(conn, image_id)
-        conn.execute("DELETE FROM faces WHERE image_id = ?", (image_id,))
         yield conn, image_id
         conn.execute(
-            "UPDATE images SET size = ?, mtime_ns = ?, content_hash = ?, status = 'done', error = NULL,"
-            f" analysed_at = {NOW} WHERE id = ?",
-            (facts.size, facts.mtime_ns, facts.digest, image_id),
+            "UPDATE images SET size = ?, mtime_ns = ?, content_hash = ?, fingerprint = ?, status = 'done',"
+            f" error = NULL, analysed_at = {NOW} WHERE id = ?",
+            (facts.size, facts.mtime_ns, facts.digest, facts.fingerprint, image_id),
         )
         jobs.finish_item(conn, item.id)
 
@@ -92,7 +94,10 @@ def store_analysis(db: Database, faces: FaceIndex, item: jobs.QueuedItem, facts:
             "INSERT INTO objects (image_id, label, score, x1, y1, x2, y2) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(image_id, o.label, o.score, *o.box) for o in analysis.objects],
         )
-        faces.add(conn, image_id, analysis.faces, analysis.face_vectors)
+        # Analysed again (a new model, an edited file): a face in the place of an old one keeps its person.
+        inherited = faces.people_by_box(conn, image_id, analysis.faces)
+        remove_faces(conn, faces, image_id)
+        faces.add(conn, image_id, analysis.faces, analysis.face_vectors, inherited)
 
 
 class DonorGone(Exception):
@@ -106,11 +111,13 @@ def store_copy(db: Database, faces: FaceIndex, item: jobs.QueuedItem, facts: Fil
         if image_id is None:
             return
         donor = conn.execute(
-            "SELECT width, height, taken_at FROM images WHERE id = ? AND status = 'done' AND content_hash = ?",
-            (donor_id, facts.digest),
+            "SELECT width, height, taken_at FROM images WHERE id = ? AND status = 'done' AND content_hash = ?"
+            " AND fingerprint = ?",
+            (donor_id, facts.digest, facts.fingerprint),
         ).fetchone()
         if donor is None:
             raise DonorGone
+        remove_faces(conn, faces, image_id)
         conn.execute("UPDATE images SET width = ?, height = ?, taken_at = ? WHERE id = ?", (*donor, image_id))
         conn.execute(
             "INSERT INTO objects (image_id, label, score, x1, y1, x2, y2)"
@@ -118,6 +125,38 @@ def store_copy(db: Database, faces: FaceIndex, item: jobs.QueuedItem, facts: Fil
             (image_id, donor_id),
         )
         faces.copy(conn, donor_id, image_id)
+
+
+def remove_faces(conn, faces: FaceIndex, image_id: int) -> None:
+    faces.remove_image(conn, image_id)
+    conn.execute("DELETE FROM faces WHERE image_id = ?", (image_id,))
+
+
+def store_move(db: Database, faces: FaceIndex, item: jobs.QueuedItem, facts: FileFacts) -> bool:
+    """The content turned up at a new path while its old path is gone from disk: a move (while the appliance
+    was down, or through a copy-and-delete). The old image takes the new path and keeps its id, analysis,
+    people, names and albums; nothing is analysed. Returns False when no such image is waiting."""
+    with db.write(durable=False) as conn:
+        moved = conn.execute(
+            "SELECT id FROM images WHERE content_hash = ? AND status = 'done' AND missing_since IS NOT NULL"
+            " ORDER BY missing_since DESC LIMIT 1",
+            (facts.digest,),
+        ).fetchone()
+        if moved is None:
+            return False
+        placeholder = conn.execute("SELECT id FROM images WHERE path = ?", (item.path,)).fetchone()
+        if placeholder is not None:  # the new path's own row: its albums follow, the rest is replaced
+            conn.execute(
+                "UPDATE OR IGNORE album_images SET image_id = ? WHERE image_id = ?", (moved[0], placeholder[0])
+            )
+            remove_faces(conn, faces, placeholder[0])
+            conn.execute("DELETE FROM images WHERE id = ?", (placeholder[0],))
+        conn.execute(
+            "UPDATE images SET path = ?, size = ?, mtime_ns = ?, missing_since = NULL WHERE id = ?",
+            (item.path, facts.size, facts.mtime_ns, moved[0]),
+        )
+        jobs.finish_item(conn, item.id)
+    return True
 
 
 class ContentLocks:
@@ -149,6 +188,7 @@ class Ingest:
     pipeline: Pipeline
     locks: ContentLocks
     roots: LibraryRoots
+    fingerprint: str  # what analyses now: results of another are out of date
 
     def run(self, item: jobs.QueuedItem) -> None:
         """Analyse one item and store its outcome. A full disk leaves it claimed and propagates (the caller
@@ -167,45 +207,47 @@ class Ingest:
             store_failure(self.db, item, INTERNAL_ERROR)
 
     def _ingest(self, item: jobs.QueuedItem) -> None:
-        """Skip an unchanged file, copy the analysis of a byte-identical one, else analyse it."""
+        """Skip an unchanged file, claim the image of a moved one, copy the analysis of a byte-identical one,
+        else analyse it."""
         known = (
             self.db.read()
-            .execute("SELECT size, mtime_ns, content_hash, status FROM images WHERE path = ?", (item.path,))
+            .execute(
+                "SELECT size, mtime_ns, content_hash, status, fingerprint FROM images WHERE path = ?", (item.path,)
+            )
             .fetchone()
         )
+        up_to_date = known is not None and known["status"] == "done" and known["fingerprint"] == self.fingerprint
         try:
             with open_source(item.path, self.roots, MAX_FILE_BYTES) as source:
                 stat = source.stat
-                if (
-                    known
-                    and known["status"] == "done"
-                    and (known["size"], known["mtime_ns"])
-                    == (
-                        stat.st_size,
-                        stat.st_mtime_ns,
-                    )
-                ):
+                if up_to_date and (known["size"], known["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
                     return store_unchanged(self.db, item, stat)
-                facts = FileFacts(stat.st_size, stat.st_mtime_ns, source.digest)
-                if known and known["status"] == "done" and known["content_hash"] == facts.digest:
+                facts = FileFacts(stat.st_size, stat.st_mtime_ns, source.digest, self.fingerprint)
+                if up_to_date and known["content_hash"] == facts.digest:
                     return store_unchanged(self.db, item, stat)
                 with self.locks.hold(facts.digest):
-                    if self._copy_from_twin(item, facts):
-                        return
-                    try:
-                        analysis = self.pipeline.analyse(source.file, facts.digest)
-                    except DecodeError as error:
-                        return store_failure(self.db, item, str(error), stat)
-                    store_analysis(self.db, self.faces, item, facts, analysis)
+                    if not store_move(self.db, self.faces, item, facts) and not self._copy_from_twin(item, facts):
+                        try:
+                            analysis = self.pipeline.analyse(source.file, facts.digest)
+                        except DecodeError as error:
+                            return store_failure(self.db, item, str(error), stat)
+                        store_analysis(self.db, self.faces, item, facts, analysis)
         except SourceError as error:
-            store_failure(self.db, item, str(error))
+            return store_failure(self.db, item, str(error))
+        if known is not None and known["content_hash"] not in (None, facts.digest):
+            self._forget_thumbnail(known["content_hash"])
+
+    def _forget_thumbnail(self, digest: str) -> None:
+        """The file's old content is gone: its thumbnail too, unless another image still shows it."""
+        forget(self.pipeline.thumbnails_dir, unused_hashes(self.db.read(), [digest]))
 
     def _copy_from_twin(self, item: jobs.QueuedItem, facts: FileFacts) -> bool:
         donor = (
             self.db.read()
             .execute(
-                "SELECT id FROM images WHERE content_hash = ? AND status = 'done' AND path != ? LIMIT 1",
-                (facts.digest, item.path),
+                "SELECT id FROM images WHERE content_hash = ? AND status = 'done' AND fingerprint = ?"
+                " AND missing_since IS NULL AND path != ? LIMIT 1",
+                (facts.digest, facts.fingerprint, item.path),
             )
             .fetchone()
         )

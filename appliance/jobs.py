@@ -24,6 +24,7 @@ CRASHED = (
     " tried again until the file changes."
 )
 PENDING = "state IN ('queued', 'running')"
+CLIENT_KINDS = ("images", "folder")  # jobs a client asked for, as opposed to the watcher's and re-analyses
 
 
 @dataclass
@@ -45,18 +46,27 @@ def enqueue(
     db: Database, kind: str, paths: Sequence[Path], source: Path | None = None, skipped: Sequence[tuple[str, str]] = ()
 ) -> Enqueued:
     """Record the job, an item and a pending image row per path not already waiting or running, and a failed
-    item per skipped (path, reason), all in one transaction."""
+    item per skipped (path, reason), all in one transaction. A client's job (images, folder) takes over the
+    entries the background (the watcher, a re-analysis) queued for the same paths, so its answer and its
+    progress count them."""
     job_id = uuid.uuid4().hex
-    rows = [(str(path),) for path in paths]
+    rows = [(job_id, str(path)) for path in paths]
     with db.write() as conn:
         conn.execute(
             "INSERT INTO jobs (id, kind, source) VALUES (?, ?, ?)", (job_id, kind, str(source) if source else None)
         )
-        conn.executemany("INSERT INTO images (path) VALUES (?) ON CONFLICT (path) DO NOTHING", rows)
+        conn.executemany("INSERT INTO images (path) VALUES (?) ON CONFLICT (path) DO NOTHING", [r[1:] for r in rows])
+        taken_over = 0
+        if kind in CLIENT_KINDS:
+            taken_over = conn.executemany(
+                f"UPDATE job_items SET job_id = ? WHERE path = ? AND {PENDING}"
+                " AND job_id IN (SELECT id FROM jobs WHERE kind IN ('watch', 'reanalysis'))",
+                rows,
+            ).rowcount
         # OR IGNORE: the unique index on waiting and running paths keeps one queue entry per path.
-        queued = conn.executemany(
-            "INSERT OR IGNORE INTO job_items (job_id, path) VALUES (?, ?)", [(job_id, p) for (p,) in rows]
-        ).rowcount
+        queued = (
+            taken_over + conn.executemany("INSERT OR IGNORE INTO job_items (job_id, path) VALUES (?, ?)", rows).rowcount
+        )
         conn.executemany(
             f"INSERT INTO job_items (job_id, path, state, error, finished_at) VALUES (?, ?, 'failed', ?, {NOW})",
             [(job_id, path, reason) for path, reason in skipped],

@@ -126,7 +126,36 @@ MIGRATIONS: list[tuple[str, str]] = [
         INSERT INTO counters VALUES ('faces_changed', 0);
         """,
     ),
+    (
+        "0004_library_follows_the_disk",
+        f"""
+        -- Set when the file is gone from disk: the image is hidden at once, and forgotten after a grace period
+        -- unless its content turns up at another path (a move), which then keeps everything.
+        ALTER TABLE images ADD COLUMN missing_since TEXT;
+        CREATE INDEX images_missing ON images (missing_since) WHERE missing_since IS NOT NULL;
+        -- What analysed it (models, their checksums, the thresholds that change results).
+        ALTER TABLE images ADD COLUMN fingerprint TEXT;
+        -- Covers the library listing (path order) for exactly the rows it shows.
+        DROP INDEX images_listing;
+        CREATE INDEX images_listed ON images (path) WHERE status != 'failed' AND missing_since IS NULL;
+
+        -- New job kinds (files the watcher found, re-analysis after a model change): a CHECK constraint
+        -- cannot be altered, so the table is rebuilt (foreign keys are off for this migration).
+        CREATE TABLE jobs_new (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('images', 'folder', 'watch', 'reanalysis')),
+            source TEXT,
+            created_at TEXT NOT NULL DEFAULT {NOW}
+        );
+        INSERT INTO jobs_new SELECT id, kind, source, created_at FROM jobs;
+        DROP TABLE jobs;
+        ALTER TABLE jobs_new RENAME TO jobs;
+        """,
+    ),
 ]
+# Migrations that rebuild a table other tables refer to: SQLite's procedure runs them with foreign keys off
+# (else dropping the old table would cascade), then checks every reference before committing.
+REBUILDS_REFERENCED_TABLES = {"0004_library_follows_the_disk"}
 
 
 class SchemaTooNew(StartupError):
@@ -162,16 +191,25 @@ def migrate(conn) -> list[str]:
     for number, (name, sql) in enumerate(MIGRATIONS, start=1):
         if name in done:
             continue
-        # executescript commits first, so the transaction is opened inside the script itself.
+        rebuilds = name in REBUILDS_REFERENCED_TABLES
+        if rebuilds:
+            conn.execute("PRAGMA foreign_keys = OFF")  # ignored inside a transaction: before BEGIN
         try:
+            # executescript commits first, so the transaction is opened inside the script itself.
             conn.executescript(
                 f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_migrations (name) VALUES ('{name}');\n"
                 # user_version mirrors the count, so tools (and old versions' users) can see the schema level.
-                f"PRAGMA user_version = {number};\nCOMMIT;"
+                f"PRAGMA user_version = {number};"
             )
+            if rebuilds and conn.execute("PRAGMA foreign_key_check").fetchone():
+                raise RuntimeError(f"migration {name} would leave broken references; nothing was changed")
+            conn.execute("COMMIT")
         except Exception:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        finally:
+            if rebuilds:
+                conn.execute("PRAGMA foreign_keys = ON")
         newly.append(name)
     return newly

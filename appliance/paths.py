@@ -32,11 +32,32 @@ def kind_of(path: Path) -> str | None:
     return "file" if stat.S_ISREG(mode) else "folder" if stat.S_ISDIR(mode) else "other"
 
 
+def is_utf8_name(path: str) -> bool:
+    """Names that are not valid UTF-8 reach Python with surrogates: they cannot be stored or sent as JSON."""
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def is_hidden(name: str) -> bool:
+    """Names a photo library does not show: dot-files (macOS's ._ copies), NAS thumbnail folders."""
+    return name.startswith(".") or name in HIDDEN_FOLDERS
+
+
+HIDDEN_FOLDERS = frozenset({"@eaDir", "#recycle", "lost+found"})
+
+
 class LibraryRoots:
-    def __init__(self, roots: Iterable[Path]):
+    def __init__(self, roots: Iterable[Path], exclude: Iterable[Path] = ()):
         self.roots = [Path(os.path.realpath(root)) for root in roots]
+        # The data dir may lie inside a root: its database and thumbnails are never part of the library.
+        self.excluded = [Path(os.path.realpath(folder)) for folder in exclude]
 
     def contains(self, real: Path) -> bool:
+        if any(real == folder or real.is_relative_to(folder) for folder in self.excluded):
+            return False
         return any(real == root or real.is_relative_to(root) for root in self.roots)
 
     def resolve(self, raw: str) -> Path:
@@ -66,16 +87,45 @@ class LibraryRoots:
         return list(seen)
 
     def images_under(self, folder: Path) -> Iterator[Path]:
-        """Every supported image file below `folder`, canonical and inside the roots, sorted within each dir.
+        """Every supported image file below `folder`, canonical and inside the roots."""
+        for path, _ in self.scan(folder):
+            yield Path(path)
 
-        Directory symlinks are not followed (no loops, no escapes); file symlinks are kept only when
-        their target is inside a root.
+    def scan(self, folder: Path) -> Iterator[tuple[str, os.stat_result]]:
+        """(path, stat) of every supported image file below `folder`, canonical and inside the roots, sorted
+        within each folder; hidden names are skipped.
+
+        Directory symlinks are not followed (no loops, no escapes); file symlinks are kept only when their
+        target is inside a root. One lstat per file (scandir), no realpath but for links: 100,000 files in
+        about a second.
         """
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if not is_image_name(name):
+        pending = [str(folder)]
+        while pending:
+            try:
+                with os.scandir(pending.pop()) as listing:
+                    entries = sorted(listing, key=lambda entry: entry.name)
+            except OSError:  # vanished or unreadable: nothing to find there
+                continue
+            subfolders = []
+            for entry in entries:
+                if is_hidden(entry.name):
                     continue
-                real = Path(os.path.realpath(os.path.join(dirpath, name)))
-                if self.contains(real) and real.is_file():
-                    yield real
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if self.contains(Path(entry.path)):
+                            subfolders.append(entry.path)
+                    elif is_image_name(entry.name) and (found := self._image_file(entry)):
+                        yield found
+                except OSError:  # gone between the listing and the look
+                    continue
+            pending.extend(reversed(subfolders))  # popped in name order
+
+    def _image_file(self, entry: os.DirEntry) -> tuple[str, os.stat_result] | None:
+        if entry.is_symlink():
+            real = os.path.realpath(entry.path)
+            if not self.contains(Path(real)):
+                return None
+            info = os.stat(real)
+            return (real, info) if stat.S_ISREG(info.st_mode) else None
+        info = entry.stat(follow_symlinks=False)
+        return (entry.path, info) if stat.S_ISREG(info.st_mode) else None

@@ -5,8 +5,8 @@ Each stage takes what the previous one produced; the file is decoded once, at th
 
 from __future__ import annotations
 
-import os
-import tempfile
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +22,7 @@ from .infer.embedder import FaceEmbedder, align
 from .infer.faces import BlazeFaceDetector, Face
 from .infer.runtime import RUNTIME, ModelLoader
 from .models import load_manifest
+from .thumbnails import thumbnail_path, write_thumbnail
 
 
 @dataclass
@@ -32,25 +33,6 @@ class Analysis:
     objects: list[Detection]
     faces: list[Face]
     face_vectors: np.ndarray  # one L2-normalised row per face
-
-
-def write_thumbnail(pixels: Image.Image, path: Path, size: int) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves half a thumbnail."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scale = min(1.0, size / max(pixels.size))
-    target = (max(1, round(pixels.width * scale)), max(1, round(pixels.height * scale)))
-    # reducing_gap: a fast box reduction first, then a short bicubic step (a third of LANCZOS's cost).
-    thumbnail = pixels.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            thumbnail.save(f, "JPEG", quality=82)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 class Pipeline:
@@ -120,8 +102,11 @@ def faces_in_people(
     return more
 
 
-def thumbnail_path(thumbnails_dir: Path, content_hash: str) -> Path:
-    return thumbnails_dir / content_hash[:2] / f"{content_hash}.jpg"
+def analysis_fingerprint(facts: dict) -> str:
+    """A short name for what analysed an image: the models (by checksum, not by accelerator: an Edge TPU build
+    finds the same) and the settings that change stored results. Images of another fingerprint are analysed
+    again in the background."""
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class PipelineFactory:
@@ -145,6 +130,14 @@ class PipelineFactory:
         self.detector_labels = labels_from_model(self.models_dir / self.detector_spec.file)
         self.object_threshold = settings.object_threshold or self.detector_class.default_threshold
         self.budget = DecodeBudget(settings.decode_budget_mib << 20)  # one for all workers: memory is shared
+        self.fingerprint = analysis_fingerprint(
+            {
+                "detector": [settings.detector, self.detector_spec.sha256, self.object_threshold],
+                "faces": [self.face_spec.sha256, settings.face_min_score],
+                "embedder": [settings.embedder, self.embedder_spec.sha256],
+                "analysis_size": settings.analysis_size,
+            }
+        )
 
     def __call__(self) -> Pipeline:
         return Pipeline(

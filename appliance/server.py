@@ -18,6 +18,8 @@ from .faces import FaceIndex
 from .http import make_server
 from .paths import LibraryRoots
 from .pipeline import PipelineFactory
+from .supervisor import Supervisor
+from .watch import LibraryWatch
 from .workers import IngestWorkers
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,9 @@ class Appliance:
         self.settings = settings
         self.lock = DataDirLock(settings.data_dir)
         self.db: Database | None = None
+        self.supervisor = Supervisor()
         self.worker: IngestWorkers | None = None
+        self.watch: LibraryWatch | None = None
         self.http: wsgi.Server | None = None
         self._http_thread: threading.Thread | None = None
 
@@ -54,7 +58,7 @@ class Appliance:
         settings = self.settings = ensure_token(settings)
         pipelines = PipelineFactory(settings)  # verifies every model file: a bad one stops start-up here
         self.db = Database(settings.data_dir / DATABASE_FILE)
-        roots = LibraryRoots(settings.library_roots)
+        roots = LibraryRoots(settings.library_roots, exclude=[settings.data_dir])
         for root in roots.roots:
             if not root.is_dir():
                 log.warning("library root %s is not a readable folder", root)
@@ -62,14 +66,36 @@ class Appliance:
         faces.create_table(self.db)
         workers = settings.ingest_workers or os.cpu_count() or 1
         self.worker = IngestWorkers(
-            self.db, faces, pipelines, roots, workers, settings.recluster_after, settings.keep_jobs_days
+            self.supervisor,
+            self.db,
+            faces,
+            pipelines,
+            roots,
+            pipelines.fingerprint,
+            workers,
+            settings.recluster_after,
+            settings.keep_jobs_days,
         )
         self.worker.start()
+        self.watch = LibraryWatch(
+            self.db,
+            faces,
+            roots,
+            self.worker.notify,
+            settings.data_dir / "thumbnails",
+            settings.watch,
+            settings.reconcile_minutes,
+        )
+        if settings.watch:
+            self.watch.start()
+            self.supervisor.start("watch", self.watch.step)
         context = Context(
             settings=settings,
             db=self.db,
             roots=roots,
+            supervisor=self.supervisor,
             worker=self.worker,
+            watch=self.watch,
             faces=faces,
             models=pipelines.describe(),
             decode_budget=pipelines.budget,
@@ -84,8 +110,11 @@ class Appliance:
         if self.http is not None:
             self.http.stop()  # stops accepting, lets requests in flight finish
             self._http_thread.join(10)
+        self.supervisor.stop()  # every background loop finishes its step (the analysers, the image in hand)
         if self.worker is not None:
-            self.worker.stop()  # finishes the image in hand
+            self.worker.stop()
+        if self.watch is not None:
+            self.watch.stop()
         if self.db is not None:
             self.db.close()
         self.lock.release()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from . import jobs
+from . import jobs, reanalysis
 from .db import Database, free_bytes
 from .errors import DiskFull
 from .faces import FaceIndex, faces_changed
@@ -98,26 +98,29 @@ class Analyser:
 
 
 class IngestWorkers:
-    """The analysis loops and housekeeping under one supervisor; `busy` tells /health what is in hand."""
+    """The analysis loops and housekeeping, run by the supervisor; `busy` tells /health what is in hand."""
 
     def __init__(
         self,
+        supervisor: Supervisor,
         db: Database,
         faces: FaceIndex,
         make_pipeline: Callable[[], Pipeline],
         roots: LibraryRoots,
+        fingerprint: str,
         workers: int,
         recluster_after: int,
         keep_jobs_days: int = 30,
     ):
         self.db = db
+        self.fingerprint = fingerprint
         self.faces = faces
         self.make_pipeline = make_pipeline
         self.roots = roots
         self.workers = workers
         self.recluster_after = recluster_after
         self.keep_jobs_days = keep_jobs_days
-        self.supervisor = Supervisor()
+        self.supervisor = supervisor
         self.busy: dict[str, tuple[str, float]] = {}
         self._analysers: list[Analyser] = []
         self._last_prune = -PRUNE_EVERY_SECONDS  # first prune at the first idle moment
@@ -126,12 +129,13 @@ class IngestWorkers:
         crashed = jobs.recover(self.db)
         if crashed:
             log.warning("%d file(s) crashed the analysis %d times and were failed", crashed, jobs.MAX_ATTEMPTS)
+        reanalysis.queue_stale(self.db, self.fingerprint)
         # Build every pipeline first: a model that fails to open stops start-up, not a thread later.
         pipelines = [self.make_pipeline() for _ in range(self.workers)]
         locks, gate = ContentLocks(), ClaimGate()
         for n, pipeline in enumerate(pipelines):
             name = f"ingest-{n}"
-            ingest = Ingest(self.db, self.faces, pipeline, locks, self.roots)
+            ingest = Ingest(self.db, self.faces, pipeline, locks, self.roots, self.fingerprint)
             self._analysers.append(Analyser(ingest, gate, self.busy, name))
             self.supervisor.start(name, self._analysers[-1].step)
         self.supervisor.start("housekeeping", self._housekeeping)
@@ -141,8 +145,8 @@ class IngestWorkers:
         self.supervisor.wake("ingest-")
 
     def stop(self) -> None:
-        """Finish the images in hand, leave the rest queued, then stop."""
-        self.supervisor.stop()
+        """Once the supervisor has stopped the loops (each finishing the image in hand): put back what a failed
+        step left claimed, and let the interpreters go."""
         for analyser in self._analysers:
             try:
                 analyser.release()
@@ -159,6 +163,7 @@ class IngestWorkers:
 
     def _housekeeping(self) -> float:
         if jobs.is_idle(self.db):
+            reanalysis.drop_old_vectors(self.db, self.faces.table)
             self._recluster_if_due()
             self._prune_if_due()
         return IDLE_POLL_SECONDS

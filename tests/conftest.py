@@ -127,6 +127,9 @@ def start_appliance(tmp_path, library):
             "library_roots": [library, PHOTOS, FACES],
             "models_dir": MODELS,
             "server_threads": 4,
+            # The roots hold the shared test photos: watching them would index them behind a test's back.
+            # The tests of watching turn it on.
+            "watch": False,
             **overrides,
         }
         appliance = Appliance(Settings(**values))
@@ -157,8 +160,9 @@ class ServerProcess:
             args += ["--library-root", str(root)]
         self.log_path = data_dir.parent / f"server-{self.port}.log"
         self.log = open(self.log_path, "wb")
+        watch = [] if any(option in extra for option in ("--watch", "--no-watch")) else ["--no-watch"]
         self.process = subprocess.Popen(
-            [*args, "--models-dir", str(MODELS), *extra],
+            [*args, "--models-dir", str(MODELS), *watch, *extra],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

@@ -202,7 +202,7 @@ def test_a_file_gone_before_its_turn_fails_with_its_reason(tmp_path):
     gone = tmp_path / "gone.jpg"
     jobs.enqueue(db, "images", [gone])
     # the pipeline is never reached
-    Ingest(db, FaceIndex(128, 0.5), None, ContentLocks(), LibraryRoots([tmp_path])).run(jobs.claim(db))
+    Ingest(db, FaceIndex(128, 0.5), None, ContentLocks(), LibraryRoots([tmp_path]), "f").run(jobs.claim(db))
     state, error = db.read().execute("SELECT state, error FROM job_items").fetchone()
     assert (state, error) == ("failed", "The file no longer exists.")
     assert db.read().execute("SELECT status, error FROM images").fetchone()[0] == "failed"

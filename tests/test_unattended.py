@@ -402,13 +402,16 @@ def test_a_copy_whose_donor_is_deleted_meanwhile_is_not_stored_done(tmp_path):
     faces = faces_module.FaceIndex(128, 0.5)
     faces.create_table(db)
     with db.write() as conn:
-        conn.execute("INSERT INTO images (id, path, status, content_hash) VALUES (1, '/p/donor.jpg', 'done', 'h')")
+        conn.execute(
+            "INSERT INTO images (id, path, status, content_hash, fingerprint)"
+            " VALUES (1, '/p/donor.jpg', 'done', 'h', 'f')"
+        )
     jobs.enqueue(db, "images", [Path("/p/copy.jpg")])
     item = jobs.claim(db)
     with db.write() as conn:  # the donor is deleted between its lookup and the copy
         conn.execute("DELETE FROM images WHERE id = 1")
     with pytest.raises(ingest.DonorGone):
-        ingest.store_copy(db, faces, item, ingest.FileFacts(1, 1, "h"), donor_id=1)
+        ingest.store_copy(db, faces, item, ingest.FileFacts(1, 1, "h", "f"), donor_id=1)
     assert db.read().execute("SELECT status FROM images WHERE path = '/p/copy.jpg'").fetchone()[0] == "pending"
     assert db.read().execute("SELECT state FROM job_items").fetchone()[0] == "running"
     db.close()

@@ -12,6 +12,8 @@ from ..db import Database
 from ..decode import DecodeBudget
 from ..faces import FaceIndex
 from ..paths import LibraryRoots
+from ..supervisor import Supervisor
+from ..watch import LibraryWatch
 from ..workers import IngestWorkers
 from . import albums, health, images, tag, web
 from .guard import Guard
@@ -30,7 +32,9 @@ class Context:
     settings: Settings
     db: Database
     roots: LibraryRoots
+    supervisor: Supervisor
     worker: IngestWorkers
+    watch: LibraryWatch
     faces: FaceIndex
     models: dict
     decode_budget: DecodeBudget  # shared with the ingest workers: thumbnails made again decode within it too

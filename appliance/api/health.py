@@ -7,7 +7,7 @@ import platform
 import bottle
 from pydantic import BaseModel, Field
 
-from .. import __version__, catalog, jobs
+from .. import __version__, catalog, jobs, reanalysis
 from ..db import free_bytes
 from ..errors import ApiError
 from ..workers import DISK_RESERVE_BYTES
@@ -26,23 +26,33 @@ class Health(BaseModel):
     images: dict[str, int] | None = None
     queue: dict[str, int] | None = None
     worker: dict | None = None
+    reanalysis: dict | None = Field(None, description="Progress of analysing again after a model change.")
+    watch: dict | None = Field(None, description="How the library is followed: inotify, or the reconcile scan only.")
     background: list[dict] | None = Field(None, description="Background threads failing now, with their errors.")
     models: dict | None = None
 
 
-def problems_in_words(background: list[dict]) -> list[str]:
-    return [
+def problems_in_words(background: list[dict], watch: dict) -> list[str]:
+    words = [
         f"{problem['thread']} is failing ({problem['failures']} times in a row): {problem['error']}"
         for problem in background
     ]
+    if watch["problem"]:
+        words.append(watch["problem"])
+    words += [
+        f"library root {root} shows no photos although the index has some (unplugged or unmounted?): left as it is"
+        for root in watch["unavailable_roots"]
+    ]
+    return words
 
 
 @routes.get("/health", response=Health, needs_token=False)
 def health(ctx) -> Health:
     """ok or degraded; with the token (or when none is needed) also versions, disk, counts and what the
     background threads are doing."""
-    background = ctx.worker.supervisor.problems()
-    status = "degraded" if background else "ok"
+    background = ctx.supervisor.problems()
+    watch = ctx.watch.status()
+    status = "degraded" if background or watch["problem"] or watch["unavailable_roots"] else "ok"
     try:
         check_token(ctx.settings.api_token, bottle.request)
     except ApiError:
@@ -50,7 +60,7 @@ def health(ctx) -> Health:
     free = free_bytes(ctx.db.path.parent)
     return Health(
         status=status,
-        problems=problems_in_words(background),
+        problems=problems_in_words(background, watch),
         version=__version__,
         python=platform.python_version(),
         storage=ctx.db.versions(),
@@ -58,6 +68,8 @@ def health(ctx) -> Health:
         images=catalog.status_counts(ctx.db),
         queue=jobs.queue_counts(ctx.db),
         worker=ctx.worker.status(),
+        watch=watch,
+        reanalysis=reanalysis.progress(ctx.db),
         background=background,
         models=ctx.models,
     )

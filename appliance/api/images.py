@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from .. import catalog, jobs
 from ..errors import bad_request
-from ..paths import is_image_name, kind_of
+from ..paths import is_image_name, is_utf8_name, kind_of
+from ..thumbnails import forget
 from ..words import plural
 from .routing import MAX_SQL_INT, Message, PathQuery, PathText, Query, Request, RouteTable, respond
 
@@ -133,7 +134,13 @@ def add_folder(ctx, req: AddFolder):
     folder = ctx.roots.resolve(req.folder_path)
     if kind_of(folder) != "folder":
         raise bad_request(f"{req.folder_path} is not a folder (or cannot be read).")
-    usable, skipped = split_unusable_names(ctx.roots.images_under(folder))
+    usable, skipped = [], []
+    for path, info in ctx.roots.scan(folder):
+        if is_utf8_name(path):
+            usable.append((path, info))
+        else:  # cannot be stored or named in JSON
+            shown = os.fsencode(path).decode(errors="backslashreplace")
+            skipped.append((shown, "The file name is not valid UTF-8; rename the file to index it."))
     enqueued = queue(ctx, "folder", catalog.new_or_changed(ctx.db, folder, usable), folder, skipped)
     if not enqueued.queued:
         answer = Queued(message="No valid images found in the specified folder", queued=0)
@@ -150,25 +157,11 @@ def add_folder(ctx, req: AddFolder):
     return answer
 
 
-def split_unusable_names(paths) -> tuple[list, list[tuple[str, str]]]:
-    """Files whose names are not valid UTF-8 cannot be stored or named in JSON: skip each with a reason."""
-    usable, skipped = [], []
-    for path in paths:
-        try:
-            str(path).encode()
-        except UnicodeEncodeError:
-            shown = os.fsencode(path).decode(errors="backslashreplace")
-            skipped.append((shown, "The file name is not valid UTF-8; rename the file to index it."))
-        else:
-            usable.append(path)
-    return usable, skipped
-
-
 @routes.delete("/images/delete-image", body=DeleteImage, response=Message, errors=(403, 404))
 def delete_image(ctx, req: DeleteImage) -> Message:
     """Remove an image from the index, its albums, objects and faces; the file stays on disk."""
     path = ctx.roots.resolve(req.path)
-    catalog.delete(ctx.db, ctx.faces, path)
+    forget(ctx.settings.data_dir / "thumbnails", catalog.delete(ctx.db, ctx.faces, path))
     return Message(message=f"Image {path} removed from the index")
 
 

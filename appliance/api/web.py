@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 from typing import Annotated
 
 import bottle
 from pydantic import BaseModel, Field, StringConstraints
 
+from ..catalog import ANALYSED, gone_from_disk
 from ..db import free_bytes
 from ..decode import DecodeError, decode
 from ..errors import DiskFull, not_found
-from ..pipeline import thumbnail_path, write_thumbnail
 from ..source import MAX_FILE_BYTES, SourceError, open_source
+from ..thumbnails import thumbnail_path, write_thumbnail
 from .images import indexed_image
 from .routing import MAX_SQL_INT, Message, PathQuery, Query, Request, RouteTable
 
@@ -85,10 +87,20 @@ def static(ctx, req: StaticQuery):
     return bottle.static_file(req.name, root=STATIC)
 
 
+def on_disk_image(ctx, raw: str):
+    """The index row of an image whose file is still there; one that is gone is 404 and leaves the listings
+    (the watch loop marks it missing) instead of being served from the cache."""
+    image = indexed_image(ctx, raw)
+    if not os.path.isfile(image["path"]):
+        ctx.watch.gone(image["path"])
+        raise gone_from_disk(image["path"])
+    return image
+
+
 @routes.get("/images/thumbnail", query=PathQuery, errors=(403, 404, 507), content_types=("image/jpeg",))
 def thumbnail(ctx, req: PathQuery):
     """A JPEG thumbnail of an indexed image, made now if it is missing (after a restore, say)."""
-    image = indexed_image(ctx, req.path)
+    image = on_disk_image(ctx, req.path)
     if image["status"] == "failed":
         raise not_found(f"{req.path} has no thumbnail: its analysis failed ({image['error']})")
     if image["content_hash"] is None:
@@ -117,7 +129,7 @@ def thumbnail(ctx, req: PathQuery):
 @routes.get("/images/original", query=PathQuery, errors=(403, 404), content_types=ORIGINAL_TYPES)
 def original(ctx, req: PathQuery):
     """The photo file itself, for an indexed image only."""
-    path = Path(indexed_image(ctx, req.path)["path"])
+    path = Path(on_disk_image(ctx, req.path)["path"])
     return bottle.static_file(path.name, root=path.parent)
 
 
@@ -137,7 +149,7 @@ def people(ctx) -> People:
     rows = ctx.db.read().execute(
         "SELECT faces.cluster_id, people.name, count(DISTINCT faces.image_id), min(images.path)"
         " FROM faces JOIN images ON images.id = faces.image_id LEFT JOIN people ON people.id = faces.cluster_id"
-        " WHERE images.status = 'done' GROUP BY faces.cluster_id ORDER BY 3 DESC, 1"
+        f" WHERE {ANALYSED} GROUP BY faces.cluster_id ORDER BY 3 DESC, 1"
     )
     return People(people=[Person(person_id=r[0], name=r[1], photos=r[2], cover=r[3]) for r in rows])
 
