@@ -132,20 +132,6 @@ def known_under(db: Database, folder: str) -> dict[str, tuple]:
     }
 
 
-def known_paths(db: Database, paths: list[str], chunk: int = 500) -> dict[str, tuple]:
-    """The same facts as known_under, for the given paths only."""
-    found = {}
-    for start in range(0, len(paths), chunk):
-        part = paths[start : start + chunk]
-        for path, size, mtime_ns, status, missing in db.read().execute(
-            "SELECT path, size, mtime_ns, status, missing_since FROM images"
-            f" WHERE path IN ({','.join('?' * len(part))})",
-            part,
-        ):
-            found[path] = (size, mtime_ns, status, missing is not None)
-    return found
-
-
 def mark_missing(conn, paths: Iterable[str]) -> int:
     """Files gone from disk: hidden now, their queue entries cancelled; forgotten after the grace period."""
     rows = [(path,) for path in paths]

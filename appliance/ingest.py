@@ -137,11 +137,20 @@ def store_move(db: Database, faces: FaceIndex, item: jobs.QueuedItem, facts: Fil
     was down, or through a copy-and-delete). The old image takes the new path and keeps its id, analysis,
     people, names and albums; nothing is analysed. Returns False when no such image is waiting."""
     with db.write(durable=False) as conn:
-        moved = conn.execute(
-            "SELECT id FROM images WHERE content_hash = ? AND status = 'done' AND missing_since IS NOT NULL"
-            " ORDER BY missing_since DESC LIMIT 1",
-            (facts.digest,),
-        ).fetchone()
+        # Gone from disk: marked so by the watcher, or not yet noticed (the folder was renamed while the
+        # appliance was down, and a client added the new one before the reconcile scan came by).
+        moved = next(
+            (
+                row
+                for row in conn.execute(
+                    "SELECT id, path, missing_since FROM images WHERE content_hash = ? AND status = 'done'"
+                    " AND path != ? ORDER BY missing_since IS NULL, missing_since DESC",
+                    (facts.digest, item.path),
+                )
+                if row["missing_since"] is not None or not os.path.lexists(row["path"])
+            ),
+            None,
+        )
         if moved is None:
             return False
         placeholder = conn.execute("SELECT id FROM images WHERE path = ?", (item.path,)).fetchone()

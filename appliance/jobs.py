@@ -7,8 +7,9 @@ queue is kept in memory, so pruning, restarts and crashes cannot make it lose it
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,14 +44,26 @@ class Enqueued:
 
 
 def enqueue(
-    db: Database, kind: str, paths: Sequence[Path], source: Path | None = None, skipped: Sequence[tuple[str, str]] = ()
+    db: Database,
+    kind: str,
+    paths: Sequence[Path | str],
+    source: Path | None = None,
+    skipped: Sequence[tuple[str, str]] = (),
+    seen: Mapping[str, os.stat_result] | None = None,
 ) -> Enqueued:
     """Record the job, an item and a pending image row per path not already waiting or running, and a failed
     item per skipped (path, reason), all in one transaction. A client's job (images, folder) takes over the
     entries the background (the watcher, a re-analysis) queued for the same paths, so its answer and its
-    progress count them."""
+    progress count them. `seen`: the stat of each path when it was found on disk; a path the index already
+    holds at that size and mtime (analysed meanwhile, say) is not queued again."""
     job_id = uuid.uuid4().hex
     rows = [(job_id, str(path)) for path in paths]
+    seen = seen or {}
+
+    def item(job: str, path: str) -> dict:
+        info = seen.get(path)
+        return {"job": job, "path": path, "size": info and info.st_size, "mtime": info and info.st_mtime_ns}
+
     with db.write() as conn:
         conn.execute(
             "INSERT INTO jobs (id, kind, source) VALUES (?, ?, ?)", (job_id, kind, str(source) if source else None)
@@ -64,9 +77,7 @@ def enqueue(
                 rows,
             ).rowcount
         # OR IGNORE: the unique index on waiting and running paths keeps one queue entry per path.
-        queued = (
-            taken_over + conn.executemany("INSERT OR IGNORE INTO job_items (job_id, path) VALUES (?, ?)", rows).rowcount
-        )
+        queued = taken_over + conn.executemany(QUEUE_UNLESS_UNCHANGED, [item(job, path) for job, path in rows]).rowcount
         conn.executemany(
             f"INSERT INTO job_items (job_id, path, state, error, finished_at) VALUES (?, ?, 'failed', ?, {NOW})",
             [(job_id, path, reason) for path, reason in skipped],
@@ -75,6 +86,12 @@ def enqueue(
             conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             return Enqueued(None, 0, 0)
     return Enqueued(job_id, queued, len(skipped))
+
+
+QUEUE_UNLESS_UNCHANGED = (
+    "INSERT OR IGNORE INTO job_items (job_id, path) SELECT :job, :path WHERE NOT EXISTS (SELECT 1 FROM images"
+    " WHERE path = :path AND status != 'pending' AND missing_since IS NULL AND size = :size AND mtime_ns = :mtime)"
+)
 
 
 def claim(db: Database) -> QueuedItem | None:

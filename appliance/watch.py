@@ -38,6 +38,28 @@ LIMITED_RECONCILE_MINUTES = 10  # how often to scan when inotify cannot watch ev
 FIRST_RECONCILE_SECONDS = 30
 
 
+def count_folders(root: Path) -> int:
+    """The folders watchdog watches below a root (it watches them all, symlinks not followed)."""
+    return sum(1 for _ in os.walk(root, followlinks=False))
+
+
+def inotify_watches() -> int | None:
+    """How many inotify watches this process holds, from the kernel's fdinfo (None where there is no /proc)."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    count = 0
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
+                with open(f"/proc/self/fdinfo/{fd}") as info:
+                    count += sum(1 for line in info if line.startswith("inotify wd:"))
+        except OSError:
+            continue
+    return count
+
+
 @dataclass
 class Change:
     kind: str  # "changed", "removed", "moved"
@@ -87,7 +109,7 @@ class Candidate:
 
 @dataclass
 class WatchState:
-    mode: str = "starting"  # "watching", "reconcile only" (inotify could not watch everything), "off"
+    mode: str = "starting"  # "watching", "partly watched" or "scan only" (inotify's limit), "off"
     problem: str | None = None
     last_reconcile: str | None = None
     reconcile_seconds: float | None = None
@@ -117,6 +139,7 @@ class LibraryWatch:
         self.state = WatchState(mode="watching" if watch else "off")
         self._observer = Observer() if watch else None
         self._next_reconcile = time.monotonic() + FIRST_RECONCILE_SECONDS
+        self._checked = False
 
     # -- start and stop ----------------------------------------------------------------------------------
 
@@ -137,6 +160,16 @@ class LibraryWatch:
             self._observer.stop()
             self._observer.join(10)
 
+    def _check_watches(self) -> None:
+        """watchdog skips the folders it cannot watch without a word (only the root's failure is raised): count
+        the kernel's watches of this process against the folders there are."""
+        if self._observer is None or self.state.mode != "watching":
+            return
+        folders = sum(count_folders(root) for root in self.roots.roots if root.is_dir())
+        watches = inotify_watches()
+        if watches is not None and watches < folders:
+            self._fall_back(OSError(errno.ENOSPC, f"{watches} of {folders} folders watched"))
+
     def _fall_back(self, error: OSError) -> None:
         if error.errno in (errno.ENOSPC, errno.EMFILE):
             limit = Path("/proc/sys/fs/inotify/max_user_watches")
@@ -149,7 +182,8 @@ class LibraryWatch:
         else:
             problem = f"watching the library failed ({error}): it is scanned every {LIMITED_RECONCILE_MINUTES} minutes"
         log.warning("%s", problem)
-        self.state.mode, self.state.problem = "reconcile only", problem
+        # Whatever could be watched still is; the scan comes more often for the rest.
+        self.state.mode, self.state.problem = "partly watched" if self._observer else "scan only", problem
         self.reconcile_seconds = min(self.reconcile_seconds, LIMITED_RECONCILE_MINUTES * 60)
 
     def gone(self, path: str) -> None:
@@ -164,8 +198,12 @@ class LibraryWatch:
         if changes:
             self._apply(changes)
         self._queue_stable()
+        if not self._checked:
+            self._check_watches()
+            self._checked = True
         if time.monotonic() >= self._next_reconcile:
             self.reconcile()
+            self._check_watches()
             self._next_reconcile = time.monotonic() + self.reconcile_seconds
         if jobs.is_idle(self.db):  # moves waiting in the queue claim their images first
             forget(self.thumbnails_dir, catalog.purge_missing(self.db, self.faces, MISSING_GRACE_SECONDS))
@@ -229,7 +267,7 @@ class LibraryWatch:
                 self.candidates.setdefault(path, Candidate(-1, -1, time.monotonic()))
 
     def _queue_stable(self) -> None:
-        now, ready = time.monotonic(), []
+        now, ready = time.monotonic(), {}
         for path, candidate in list(self.candidates.items()):
             try:
                 info = os.stat(path, follow_symlinks=False)
@@ -239,23 +277,16 @@ class LibraryWatch:
             if (info.st_size, info.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 self.candidates[path] = Candidate(info.st_size, info.st_mtime_ns, now)
             elif now - candidate.since >= STABLE_SECONDS:
-                ready.append(path)
+                ready[path] = info
                 del self.candidates[path]
         if ready:
             self._enqueue(ready)
 
-    def _enqueue(self, paths: list[str]) -> None:
-        known = catalog.known_paths(self.db, paths)
-        changed = [path for path in paths if self._differs(known.get(path), path)]
-        if changed and jobs.enqueue(self.db, "watch", changed).queued:
+    def _enqueue(self, found: dict[str, os.stat_result], root: Path | None = None) -> None:
+        """Queue what is new or changed; unchanged files (a late event, a touch) are left alone, also when
+        their analysis finished a moment ago (checked in the enqueue's own transaction)."""
+        if jobs.enqueue(self.db, "watch", list(found), source=root, seen=found).queued:
             self.notify_queue()
-
-    @staticmethod
-    def _differs(known: tuple | None, path: str) -> bool:
-        try:
-            return catalog.needs_analysis(known, os.stat(path, follow_symlinks=False))
-        except OSError:
-            return False
 
     # -- the reconcile scan --------------------------------------------------------------------------------
 
@@ -287,15 +318,15 @@ class LibraryWatch:
                 catalog.found_again(conn, back)
             for path in back:
                 known[path] = (*known[path][:3], False)
-        now_ns, ready = time.time_ns(), []
+        now_ns, ready = time.time_ns(), {}
         for path, info in on_disk.items():
             if catalog.needs_analysis(known.get(path), info):
                 if now_ns - info.st_mtime_ns >= STABLE_SECONDS * 1e9:
-                    ready.append(path)
+                    ready[path] = info
                 else:
                     self.candidates.setdefault(path, Candidate(info.st_size, info.st_mtime_ns, time.monotonic()))
-        if ready and jobs.enqueue(self.db, "watch", ready, source=root).queued:
-            self.notify_queue()
+        if ready:
+            self._enqueue(ready, root)
         return True
 
     def status(self) -> dict:

@@ -98,8 +98,8 @@ def indexed_image(ctx, raw: str):
     return catalog.image_row(ctx.db.read(), ctx.roots.resolve(raw))
 
 
-def queue(ctx, kind: str, paths, source=None, skipped=()) -> jobs.Enqueued:
-    enqueued = jobs.enqueue(ctx.db, kind, paths, source, skipped)
+def queue(ctx, kind: str, paths, source=None, skipped=(), seen=None) -> jobs.Enqueued:
+    enqueued = jobs.enqueue(ctx.db, kind, paths, source, skipped, seen)
     ctx.worker.notify()
     return enqueued
 
@@ -141,7 +141,8 @@ def add_folder(ctx, req: AddFolder):
         else:  # cannot be stored or named in JSON
             shown = os.fsencode(path).decode(errors="backslashreplace")
             skipped.append((shown, "The file name is not valid UTF-8; rename the file to index it."))
-    enqueued = queue(ctx, "folder", catalog.new_or_changed(ctx.db, folder, usable), folder, skipped)
+    changed = catalog.new_or_changed(ctx.db, folder, usable)
+    enqueued = queue(ctx, "folder", changed, folder, skipped, seen=dict(usable))
     if not enqueued.queued:
         answer = Queued(message="No valid images found in the specified folder", queued=0)
         if enqueued.job_id:  # only skipped files: their reasons are in the job
