@@ -58,6 +58,8 @@ def backup(data_dir: Path, destination: Path) -> Path:
         raise BackupError(f"no database at {source}: check --data-dir")
     if destination.is_dir():
         destination = destination / f"appliance-{time.strftime('%Y%m%d-%H%M%S')}.db"
+    if destination.exists() and os.path.samefile(destination, source):
+        raise BackupError(f"{destination} is the database itself: choose a file or folder elsewhere")
     if not destination.parent.is_dir():
         raise BackupError(f"the folder {destination.parent} does not exist: create it or choose another destination")
     copy_database(source, destination)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,7 +12,8 @@ from types import ModuleType
 
 import sqlite_vec
 
-from .errors import DiskFull
+from .disk import full_error
+from .errors import StartupError
 from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
@@ -25,13 +25,6 @@ log = logging.getLogger(__name__)
 def is_disk_full(error: Exception) -> bool:
     code = getattr(error, "sqlite_errorcode", None)
     return (code is not None and code & 0xFF == SQLITE_FULL) or "disk is full" in str(error)
-
-
-def free_bytes(folder: Path) -> int:
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return 0
 
 
 def sqlite_module(stdlib: ModuleType = sqlite3) -> ModuleType:
@@ -65,8 +58,14 @@ class Database:
     def __init__(self, path: Path | str, module: ModuleType | None = None):
         self.path = Path(path)
         self.module = module or sqlite_module()
-        self._writer = connect(self.path, self.module)
-        migrate(self._writer)
+        try:
+            self._writer = connect(self.path, self.module)
+            migrate(self._writer)
+        except self.module.DatabaseError as error:
+            raise StartupError(
+                f"the database {self.path} cannot be used ({error}): restore a backup (appliance restore FILE),"
+                " or move the file away to start with an empty one"
+            ) from None
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list = []
@@ -119,7 +118,7 @@ class Database:
                     raise
             except self.module.Error as error:
                 if is_disk_full(error):
-                    raise DiskFull(str(self.path.parent), free_bytes(self.path.parent)) from error
+                    raise full_error(self.path.parent) from error
                 raise
             self.generation += 1
 

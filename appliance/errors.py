@@ -21,13 +21,12 @@ class DiskFull(ApiError):
 
     retry_after = 2.0  # seconds before a background loop looks again: resume soon after space is freed
 
-    def __init__(self, where: str, free_bytes: int):
+    def __init__(self, where: str, room: str):
         super().__init__(
             507,
-            f"The appliance's disk is full ({free_bytes} bytes free in {where}): nothing was changed. Free some"
-            " space there; the appliance resumes by itself.",
+            f"The appliance's disk is full ({room} free in {where}): nothing was changed. Free some space"
+            " there; the appliance resumes by itself.",
         )
-        self.free_bytes = free_bytes
 
 
 class StartupError(Exception):

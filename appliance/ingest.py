@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from . import jobs
 from .catalog import unused_hashes
-from .db import Database, free_bytes
+from .db import Database
+from .disk import full_error
 from .errors import DiskFull
 from .faces import FaceIndex
 from .migrations import NOW
-from .paths import LibraryRoots
+from .paths import LibraryRoots, stat_or_none
 from .pipeline import Analysis, DecodeError, Pipeline
 from .source import MAX_FILE_BYTES, SourceError, open_source
 from .thumbnails import forget
@@ -208,7 +209,7 @@ class Ingest:
             raise
         except OSError as error:
             if error.errno == errno.ENOSPC:  # a thumbnail that did not fit
-                raise DiskFull(str(self.db.path.parent), free_bytes(self.db.path.parent)) from error
+                raise full_error(self.db.path.parent) from error
             log.exception("ingest of %s failed unexpectedly", item.path)
             store_failure(self.db, item, INTERNAL_ERROR)
         except Exception:
@@ -241,8 +242,8 @@ class Ingest:
                         except DecodeError as error:
                             return store_failure(self.db, item, str(error), stat)
                         store_analysis(self.db, self.faces, item, facts, analysis)
-        except SourceError as error:
-            return store_failure(self.db, item, str(error))
+        except SourceError as error:  # no permission, say: skipped until it changes
+            return store_failure(self.db, item, str(error), stat_or_none(item.path))
         if known is not None and known["content_hash"] not in (None, facts.digest):
             self._forget_thumbnail(known["content_hash"])
 

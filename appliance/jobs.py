@@ -16,6 +16,7 @@ from pathlib import Path
 from .db import Database
 from .errors import not_found
 from .migrations import NOW
+from .paths import stat_or_none
 
 # An item whose analysis was started this many times without finishing (the process died each time: out of
 # memory, a crashing decoder) is failed at the next start instead of being handed out again.
@@ -126,9 +127,15 @@ def recover(db: Database) -> int:
                 (CRASHED, MAX_ATTEMPTS),
             )
         ]
+        # With its size and mtime, so that add-folder and the scan leave it alone until the file changes.
         conn.executemany(
-            "UPDATE images SET status = 'failed', error = ? WHERE path = ? AND status != 'done'",
-            [(CRASHED, path) for path in crashed],
+            "UPDATE images SET status = 'failed', error = ?, size = ?, mtime_ns = ?"
+            " WHERE path = ? AND status != 'done'",
+            [
+                (CRASHED, info and info.st_size, info and info.st_mtime_ns, path)
+                for path in crashed
+                for info in [stat_or_none(path)]
+            ],
         )
         conn.execute("UPDATE job_items SET state = 'queued' WHERE state = 'running'")
     return len(crashed)

@@ -32,6 +32,13 @@ def kind_of(path: Path) -> str | None:
     return "file" if stat.S_ISREG(mode) else "folder" if stat.S_ISDIR(mode) else "other"
 
 
+def stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
+
+
 def is_utf8_name(path: str) -> bool:
     """Names that are not valid UTF-8 reach Python with surrogates: they cannot be stored or sent as JSON."""
     try:

@@ -12,9 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from . import jobs, reanalysis
-from .db import Database, free_bytes
-from .errors import DiskFull
+from . import disk, jobs, reanalysis
+from .db import Database
 from .faces import FaceIndex, faces_changed
 from .ingest import ContentLocks, Ingest
 from .paths import LibraryRoots
@@ -25,8 +24,6 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 5.0
 PRUNE_EVERY_SECONDS = 3600
-# Ingest pauses below this much free space on the data dir's disk, so albums and names can still be saved.
-DISK_RESERVE_BYTES = 16 << 20
 
 
 class ClaimGate:
@@ -75,9 +72,8 @@ class Analyser:
         if self.held is not None:  # the last step failed before storing an outcome: put the item back
             jobs.release(self.db, self.held.id)
             self.held = None
-        data_dir = self.db.path.parent
-        if free_bytes(data_dir) < DISK_RESERVE_BYTES:
-            raise DiskFull(str(data_dir), free_bytes(data_dir))
+        if disk.room(self.db.path.parent).full:  # claim nothing: there may be no room for its results
+            raise disk.full_error(self.db.path.parent)
         with self.gate.claim(self.db) as item:
             if item is None:
                 return IDLE_POLL_SECONDS
@@ -176,8 +172,10 @@ class IngestWorkers:
 
     def _recluster_if_due(self) -> None:
         """After a large ingest (or removal), once the queue is empty, re-cluster every face."""
-        if faces_changed(self.db) < self.recluster_after:
+        changed = faces_changed(self.db)
+        if changed < self.recluster_after:
             return
+        log.info("re-clustering faces (%d added or removed since the last time)", changed)
         started = time.monotonic()
         people = self.faces.recluster(self.db, lambda: self.supervisor.stopping)
         if people is not None:

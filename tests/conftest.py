@@ -26,7 +26,7 @@ PHOTOS = SHARED / "testdata" / "photos"
 FACES = SHARED / "testdata" / "faces"
 MODELS = SHARED / "models"
 
-TABLES = ("images", "albums", "album_images", "objects", "faces", "jobs", "job_items")
+TABLES = ("images", "albums", "album_images", "objects", "faces", "people", "counters", "jobs", "job_items")
 
 
 class Client:

@@ -39,6 +39,15 @@ def job_item_states(data_dir):
         conn.close()
 
 
+def done_items(data_dir) -> dict:
+    conn = connect(data_dir / DATABASE_FILE)
+    try:
+        rows = conn.execute("SELECT id, attempts, finished_at FROM job_items WHERE state = 'done'").fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
+    finally:
+        conn.close()
+
+
 def test_kill_9_mid_ingest_loses_nothing_and_does_nothing_twice(run_server, tmp_path):
     library = tmp_path / "library"
     good = make_noise_images(library, 120)
@@ -52,6 +61,7 @@ def test_kill_9_mid_ingest_loses_nothing_and_does_nothing_twice(run_server, tmp_
 
     at_kill = job_item_states(server.data_dir)
     assert len(at_kill) == 121
+    finished_at_kill = done_items(server.data_dir)
     assert 5 <= sum(state == "done" for _, state, _ in at_kill) < 121, "the kill must land mid-queue"
 
     client = run_server(data_dir=server.data_dir).wait_ready()
@@ -60,6 +70,9 @@ def test_kill_9_mid_ingest_loses_nothing_and_does_nothing_twice(run_server, tmp_
     assert final["failures"][0]["path"] == str(library / "broken.jpg")
     assert final["failures"][0]["error"].startswith("Cannot decode")
 
+    # nothing done before the kill was claimed or finished again (a claim counts an attempt)
+    after = done_items(server.data_dir)
+    assert {item: after[item] for item in finished_at_kill} == finished_at_kill
     states = job_item_states(server.data_dir)
     assert sorted(path for path, _, _ in states) == sorted(str(p) for p in [*good, library / "broken.jpg"])
     assert {state for _, state, _ in states} == {"done", "failed"}
@@ -102,8 +115,9 @@ def test_beyond_loopback_a_token_is_generated_and_required(run_server, tmp_path)
 
     # a restart keeps the same token
     again = run_server("--host", "0.0.0.0", data_dir=server.data_dir)
-    again.wait_ready()
+    restarted = again.wait_ready()
     assert token_file.read_text().strip() == token
+    assert restarted.get("/albums/view-all", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
 def test_invalid_settings_stop_startup_with_a_message(run_server):

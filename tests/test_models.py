@@ -114,6 +114,7 @@ def test_an_edge_tpu_is_used_for_models_that_have_a_compiled_variant(monkeypatch
     assert isinstance(backend, FakeEdgeTpu) and backend.path.name == "yolov8n_coco_full_int8_edgetpu.tflite"
     assert loader.accelerators() == {"yolov8n": "edgetpu", "ssd_mobilenet_v1": "cpu"}
     # with accelerator = cpu the Edge TPU is never touched
+    monkeypatch.setattr(runtime, "edgetpu_problem", lambda: pytest.fail("probed the Edge TPU"))
     assert runtime.ModelLoader(MODELS, "cpu", threads=1).prepare(MANIFEST["yolov8n"]) == "cpu"
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import sqlean
+import sqlite_vec
 
 from appliance.db import Database, connect, sqlite_module
 from appliance.migrations import MIGRATIONS, applied
@@ -30,8 +31,8 @@ def test_connection_setup(tmp_path, driver):
     assert conn.execute("SELECT vec_version()").fetchone()[0].startswith("v")
     conn.execute("CREATE VIRTUAL TABLE v USING vec0(embedding float[4] distance_metric=cosine)")
     # extension loading is switched off again once sqlite-vec is in
-    with pytest.raises(driver.OperationalError):
-        conn.execute("SELECT load_extension('anything')")
+    with pytest.raises(driver.OperationalError, match="not authorized"):  # not "cannot open": loading is off
+        conn.execute("SELECT load_extension(?)", (sqlite_vec.loadable_path(),))
     conn.close()
 
 

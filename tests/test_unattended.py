@@ -4,6 +4,8 @@ what is due. Over real HTTP to real servers (in-process or `appliance serve` sub
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,22 +117,27 @@ def test_a_failing_background_thread_is_reported_and_recovers(start_appliance, m
 
 
 def test_an_analyser_survives_a_failure_to_record_a_failure(start_appliance, library, monkeypatch):
+    """store_failure raising (twice: also the fallback that records an internal error) used to kill the
+    analyser thread for good."""
     calls = {"n": 0}
     real = ingest.store_failure
 
-    def store_failure_failing_once(*args, **kwargs):
+    def store_failure_failing_twice(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 1:
+        if calls["n"] <= 2:
             raise OSError(errno.EIO, "I/O error while recording")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "store_failure", store_failure_failing_once)
+    monkeypatch.setattr(ingest, "store_failure", store_failure_failing_twice)
     client = start_appliance(ingest_workers=1)
     (library / "broken.png").write_bytes(b"not a png at all")
     make_images(library, 3)
-    progress = client.ingest(library)
+    job = client.post("/images/add-folder", json={"folder_path": str(library)}).json()["job_id"]
+    health = wait_until(lambda: (h := client.get("/health").json())["status"] == "degraded" and h, 10, "degraded")
+    assert "I/O error while recording" in health["problems"][0]
+    progress = client.wait_for_job(job)
     assert (progress["done"], progress["failed"]) == (3, 1)
-    assert calls["n"] >= 2
+    assert progress["failures"][0]["error"].startswith("Cannot decode"), "its own reason, recorded on a retry"
     wait_until(lambda: client.get("/health").json()["status"] == "ok", 10, "ok again")
 
 
@@ -159,8 +166,15 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def fill(folder: Path) -> Path:
-    filler = folder / "filler"
+def fill(folder: Path, leave: int = 0) -> Path:
+    """Fill the file system of `folder`, leaving about `leave` bytes free."""
+    filler = folder / f"filler-{leave}"
+    if leave:
+        free = shutil.disk_usage(folder).free
+        with open(filler, "wb", buffering=0) as f:
+            for _ in range(max(0, free - leave) >> 20):
+                f.write(b"\0" * (1 << 20))
+        return filler
     with open(filler, "wb", buffering=0) as f:
         chunk = b"\0" * (1 << 20)
         try:
@@ -183,15 +197,17 @@ def test_a_full_disk_answers_507_pauses_ingest_and_everything_resumes(start_appl
     make_images(library, 40, size=(800, 600))
     job = client.post("/images/add-folder", json={"folder_path": str(library)}).json()["job_id"]
     wait_until(lambda: client.get(f"/images/jobs/{job}").json()["done"] >= 2, 60, "ingest started")
-    filler = fill(small_disk)
-
+    # Below the reserve but with room to write: ingest pauses by itself (nothing fails for want of space).
+    nearly = fill(small_disk, leave=8 << 20)
     health = wait_until(lambda: (h := client.get("/health").json())["status"] == "degraded" and h, 10, "degraded")
-    assert health["disk"]["full"] and health["disk"]["free_bytes"] < 16 << 20
+    assert health["disk"]["full"] and 4 << 20 < health["disk"]["free_bytes"] < 16 << 20
     assert any("disk is full" in problem for problem in health["problems"])
+    wait_until(lambda: client.get("/health").json()["worker"]["busy"] == [], 10, "the image in hand finished")
     paused_at = client.get(f"/images/jobs/{job}").json()
     time.sleep(3)
     assert client.get(f"/images/jobs/{job}").json()["done"] == paused_at["done"], "ingest pauses"
     assert paused_at["failed"] == 0, "a full disk is nobody's file's fault"
+    filler = fill(small_disk)
 
     # Small writes may still fit in pages SQLite already has; the first that needs more space answers 507.
     refused = None
@@ -207,13 +223,42 @@ def test_a_full_disk_answers_507_pauses_ingest_and_everything_resumes(start_appl
     assert f"album {refused}" not in names, "a refused write changed nothing"
 
     filler.unlink()
-    freed = time.monotonic()
+    nearly.unlink()
     wait_until(lambda: client.get("/health").json()["status"] == "ok", 10, "ok within 10 s of space coming back")
-    assert time.monotonic() - freed < 10
     assert client.post("/albums/create-album", json={"name": "after"}).status_code == 201
     final = client.wait_for_job(job, timeout=120)
     assert (final["done"], final["failed"]) == (40, 0), final
     assert len(list((small_disk / "data" / "thumbnails").rglob("*.jpg"))) == 40
+
+
+def test_running_out_of_inodes_is_a_full_disk_too(start_appliance, library, tmp_path):
+    mount = tmp_path / "few-inodes"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m,nr_inodes=400", "tmpfs", str(mount)], check=True)
+    try:
+        client = start_appliance(data_dir=mount / "data", ingest_workers=1)
+        fillers = mount / "fillers"
+        fillers.mkdir()
+        n = 0
+        try:
+            while True:
+                (fillers / str(n)).touch()
+                n += 1
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+        make_images(library, 10)
+        job = client.post("/images/add-folder", json={"folder_path": str(library)}).json()["job_id"]
+        health = wait_until(lambda: (h := client.get("/health").json())["status"] == "degraded" and h, 10)
+        assert health["disk"]["full"] and health["disk"]["free_bytes"] > 50 << 20 and health["disk"]["free_inodes"] < 64
+        assert any("inodes" in problem for problem in health["problems"])
+        time.sleep(3)
+        assert client.get(f"/images/jobs/{job}").json()["done"] == 0, "paused, not decoding the same image again"
+        shutil.rmtree(fillers)
+        final = client.wait_for_job(job, timeout=60)
+        assert (final["done"], final["failed"]) == (10, 0)
+    finally:
+        client.appliance.stop()
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 # -- crashes and restarts ----------------------------------------------------------------------------------
@@ -255,6 +300,9 @@ def test_a_file_that_kills_the_process_fails_after_three_crashes(run_server, tmp
     others = dict(rows(data_dir, "SELECT path, state FROM job_items WHERE path != ?", str(killer)))
     assert others == {str(p): "done" for p in innocent}, "the files analysed beside it are not blamed"
     assert client.get("/health").json()["status"] == "ok"
+    # and it stays failed: adding its folder again does not hand it out for a fourth crash
+    again = client.post("/images/add-folder", json={"folder_path": str(library)})
+    assert again.status_code == 200 and again.json()["queued"] == 0, again.text
 
 
 def seed_faces(data_dir: Path, count: int) -> None:
@@ -288,7 +336,8 @@ def test_sigterm_does_not_wait_for_a_whole_reclustering_and_keeps_it_due(run_ser
     seed_faces(data_dir, 60_000)  # a re-clustering of these takes tens of seconds here
     server = run_server(data_dir=data_dir, roots=[Path("/photos")])
     server.wait_ready()
-    time.sleep(2)  # the re-clustering is under way
+    wait_until(lambda: "re-clustering faces" in server.output(), 10, "the re-clustering under way")
+    time.sleep(1)
     started = time.monotonic()
     assert server.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 5
@@ -335,12 +384,40 @@ def test_an_unusable_token_file_stops_startup_with_a_message(run_server, tmp_pat
     assert str(data_dir / TOKEN_FILE) in output and "delete it" in output and "Traceback" not in output
 
 
-def test_the_token_file_is_written_whole(run_server, tmp_path):
-    server = run_server("--host", "0.0.0.0")
-    server.wait_ready()
-    token = (server.data_dir / TOKEN_FILE).read_text()
-    assert len(token.strip()) >= 32 and token.endswith("\n")
-    assert [p.name for p in server.data_dir.iterdir() if p.name.startswith(".")] == []
+def test_the_token_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from appliance import datadir
+
+    real_write = os.write
+
+    def write_half_then_fail(fd, data):
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.EIO, "power cut")
+
+    monkeypatch.setattr(datadir.os, "write", write_half_then_fail)
+    with pytest.raises(OSError):
+        datadir.stored_token(tmp_path)
+    assert not (tmp_path / TOKEN_FILE).exists(), "half a token must never be the token"
+    monkeypatch.setattr(datadir.os, "write", real_write)
+    token, new = datadir.stored_token(tmp_path)
+    assert new and len(token) >= 32 and (tmp_path / TOKEN_FILE).read_text() == token + "\n"
+    assert datadir.stored_token(tmp_path) == (token, False)
+
+
+def test_a_corrupt_database_stops_startup_with_a_message(run_server, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / DATABASE_FILE).write_bytes(b"this is not a database, it is forty-eight bytes." * 100)
+    server = run_server(data_dir=data_dir)
+    assert server.process.wait(30) != 0
+    assert "cannot be used" in server.output() and "Traceback" not in server.output()
+
+
+def test_a_backup_onto_the_live_database_is_refused(client):
+    live = client.data_dir / DATABASE_FILE
+    before = live.stat().st_ino
+    refused = appliance_command("backup", str(live), "--data-dir", str(client.data_dir))
+    assert refused.returncode != 0 and "is the database itself" in refused.stderr
+    assert live.stat().st_ino == before
 
 
 def test_a_database_from_a_newer_version_is_refused(run_server, tmp_path):

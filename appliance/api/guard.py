@@ -42,6 +42,8 @@ def is_own_address(name: str) -> bool:
         return False
     if address.is_loopback:
         return True
+    if address.is_unspecified:  # 0.0.0.0 and :: can be bound, but name no machine
+        return False
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:

@@ -7,10 +7,8 @@ import platform
 import bottle
 from pydantic import BaseModel, Field
 
-from .. import __version__, catalog, jobs, reanalysis
-from ..db import free_bytes
+from .. import __version__, catalog, disk, jobs, reanalysis
 from ..errors import ApiError
-from ..workers import DISK_RESERVE_BYTES
 from .routing import RouteTable, check_token
 
 routes = RouteTable()
@@ -57,14 +55,19 @@ def health(ctx) -> Health:
         check_token(ctx.settings.api_token, bottle.request)
     except ApiError:
         return Health(status=status)  # without the token: no paths, no counts
-    free = free_bytes(ctx.db.path.parent)
+    room = disk.room(ctx.db.path.parent)
     return Health(
         status=status,
         problems=problems_in_words(background, watch),
         version=__version__,
         python=platform.python_version(),
         storage=ctx.db.versions(),
-        disk={"path": str(ctx.db.path.parent), "free_bytes": free, "full": free < DISK_RESERVE_BYTES},
+        disk={
+            "path": str(ctx.db.path.parent),
+            "free_bytes": room.free_bytes,
+            "free_inodes": room.free_inodes,
+            "full": room.full,
+        },
         images=catalog.status_counts(ctx.db),
         queue=jobs.queue_counts(ctx.db),
         worker=ctx.worker.status(),

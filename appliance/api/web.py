@@ -11,9 +11,9 @@ import bottle
 from pydantic import BaseModel, Field, StringConstraints
 
 from ..catalog import ANALYSED, gone_from_disk
-from ..db import free_bytes
 from ..decode import DecodeError, decode
-from ..errors import DiskFull, not_found
+from ..disk import full_error
+from ..errors import not_found
 from ..source import MAX_FILE_BYTES, SourceError, open_source
 from ..thumbnails import thumbnail_path, write_thumbnail
 from .images import indexed_image
@@ -119,7 +119,7 @@ def thumbnail(ctx, req: PathQuery):
             write_thumbnail(decoded.pixels, path, ctx.settings.thumbnail_size)
         except OSError as error:
             if error.errno == errno.ENOSPC:
-                raise DiskFull(str(ctx.settings.data_dir), free_bytes(ctx.settings.data_dir)) from None
+                raise full_error(ctx.settings.data_dir) from None
             raise
     response = bottle.static_file(path.name, root=path.parent, mimetype="image/jpeg")
     response.set_header("Cache-Control", "private, max-age=86400")
