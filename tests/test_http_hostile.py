@@ -1,11 +1,13 @@
-"""Hostile or clumsy clients over real HTTP: slow and half-sent connections, malformed requests, foreign
-Host names (DNS rebinding) and cross-origin pages."""
+"""Hostile or clumsy clients over real HTTP: slow and half-sent connections and bodies, malformed and smuggled
+requests, foreign Host names (DNS rebinding) and cross-origin pages."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
+import struct
 import time
 
 import pytest
@@ -28,9 +30,9 @@ def read_until_closed(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def raw_exchange(client, data: bytes) -> bytes:
+def raw_exchange(client, data: bytes, timeout: float = 10) -> bytes:
     """Send bytes on a new connection and read until the server closes it."""
-    with socket.create_connection(address(client), timeout=10) as sock:
+    with socket.create_connection(address(client), timeout=timeout) as sock:
         sock.sendall(data)
         return read_until_closed(sock)
 
@@ -77,7 +79,7 @@ def test_idle_and_half_sent_connections_do_not_stall_other_clients(start_applian
 
 
 def test_dribbling_and_idle_connections_are_closed_at_the_deadline(client):
-    client.appliance.http.head_timeout = 1.0
+    client.appliance.http.request_timeout = 1.0
     idle = socket.create_connection(address(client), timeout=5)
     dribbler = socket.create_connection(address(client), timeout=0.2)
     request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"a" * 1000
@@ -155,6 +157,143 @@ def test_a_large_unread_body_is_not_drained(client):
         sock.sendall(b"x" * 200_000)  # and no more: the answer must not wait for the other 99.8 MB
         code, headers, _ = parse(sock.recv(65536))
     assert code == 404 and headers["connection"] == "close"
+
+
+SLOW_BODIES = {  # POST heads whose body then comes slowly: each once reached a worker that waited for it
+    "large": b"Content-Length: 200000\r\n",  # above the 64 KiB the waiting room used to wait for
+    "expect": b"Expect: 100-continue\r\nContent-Length: 20\r\n",  # the body follows our 100 Continue
+    "spaced": b"Content-Length : 2000\r\n",  # spellings Cheroot accepts
+    "cased": b"content-LENGTH:\t2000\r\n",
+}
+
+
+def start_slow_body(port: int, kind: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    head = b"POST /albums/create-album HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    sock.sendall(head + SLOW_BODIES[kind] + b"\r\n" + (b"" if kind == "expect" else b'{"name":'))
+    return sock
+
+
+def test_slow_bodies_do_not_hold_workers(start_appliance):
+    client = start_appliance(server_threads=4)
+    slow = {kind: [start_slow_body(client.appliance.port, kind) for _ in range(4)] for kind in SLOW_BODIES}
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert requests.get(client.url + "/health", timeout=5).status_code == 200
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.0, f"GET /health took {elapsed:.2f}s with 16 slow bodies and 4 workers"
+
+        # the 100 Continue comes from the waiting room, which then waits for the body; once whole, it is served
+        expecting = slow["expect"][0]
+        assert expecting.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        expecting.sendall(b'{"name":"continued"}')
+        assert parse(expecting.recv(65536))[0] == 201
+        # a large body trickling in is read by the waiting room, then served whole
+        large = slow["large"][0]
+        rest = b'"large and slow"}'.rjust(200000 - len(b'{"name":'))
+        for start in range(0, len(rest), 50000):
+            large.sendall(rest[start : start + 50000])
+            time.sleep(0.1)
+        assert parse(large.recv(65536))[0] == 201
+        assert {"continued", "large and slow"} <= {
+            album["album_name"] for album in client.get("/albums/view-all").json()["albums"]
+        }
+    finally:
+        for sock in sum(slow.values(), []):
+            sock.close()
+
+
+def test_a_body_over_the_limit_is_refused_at_once_unread(client):
+    for expect in [b"", b"Expect: 100-continue\r\n"]:  # no 100 Continue for a body that will be refused
+        with socket.create_connection(address(client), timeout=5) as sock:
+            sock.sendall(
+                b"POST /albums/create-album HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                + expect
+                + b"Content-Length: 2000000\r\n\r\n{"
+            )
+            started = time.monotonic()
+            response = read_until_closed(sock)
+        assert time.monotonic() - started < 1
+        assert "limit" in assert_json_error(response, 413)
+
+
+def test_a_stalled_body_gets_a_408_and_a_reset_one_leaves_no_traceback(client, capfd):
+    client.appliance.http.request_timeout = 1.0
+    for length in [20, 200000]:
+        with socket.create_connection(address(client), timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(
+                b"POST /albums/create-album HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                b'Content-Length: %d\r\n\r\n{"name":' % length
+            )
+            response = read_until_closed(sock)
+        assert time.monotonic() - started < 3
+        assert "in time" in assert_json_error(response, 408)
+
+    for _ in range(3):
+        sock = socket.create_connection(address(client), timeout=5)
+        sock.sendall(
+            b"POST /albums/create-album HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200000\r\n\r\n{"
+        )
+        time.sleep(0.2)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        sock.close()
+    time.sleep(0.5)
+    assert client.get("/health").status_code == 200
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_the_waiting_room_holds_a_bounded_number_of_bytes(client):
+    client.appliance.http.max_waiting_bytes = 100_000
+    with socket.create_connection(address(client), timeout=5) as sock:
+        sock.sendall(
+            b"POST /albums/create-album HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200000\r\n\r\n" + b" " * 150_000
+        )
+        assert "try again" in assert_json_error(read_until_closed(sock), 503)
+    # what it held is given back: a body within the bound is served
+    body = b'{"name": "after the flood"}'.rjust(60_000)
+    response = client.post("/albums/create-album", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 201, response.text
+
+
+def test_sigterm_stops_promptly_with_slow_bodies_open(run_server):
+    server = run_server()
+    server.wait_ready()
+    sockets = [start_slow_body(server.port, kind) for kind in SLOW_BODIES for _ in range(5)]
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert server.stop(signal.SIGTERM) == 0
+        elapsed = time.monotonic() - started
+        assert elapsed < 3, f"SIGTERM took {elapsed:.1f}s with 20 slow bodies open"
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+SMUGGLED = (
+    b"POST /albums/create-album HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 20\r\n\r\n{"name":"smuggled"} '
+)
+
+
+@pytest.mark.parametrize(
+    "head,status",
+    [
+        (b"POST /albums/create-album HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", 411),
+        (b"POST /albums/create-album HTTP/1.0\r\nConnection: Keep-Alive\r\nTransfer-Encoding: chunked\r\n", 411),
+        (b"POST /nope HTTP/1.1\r\nContent-Length: %d\r\n" % len(SMUGGLED), 404),
+    ],
+)
+def test_an_unread_body_is_never_taken_for_the_next_request(client, head, status):
+    response = raw_exchange(client, head + b"Host: localhost\r\n\r\n" + SMUGGLED, timeout=3)
+    assert response.count(b"\nHTTP/1.") + response.startswith(b"HTTP/1.") == 1, response  # one answer
+    assert_json_error(response, status)
+    assert parse(response)[1]["connection"] == "close"
+    assert client.get("/albums/view-all").json() == {"albums": []}
 
 
 @pytest.mark.parametrize(
