@@ -1,13 +1,15 @@
 """Decoding one photo file into the upright RGB image the models see, and the facts read on the way.
 
-Memory is what a hostile or unusual file threatens on a 4 GB device: the native pixels are decoded under a
-budget shared by every decode of the process, and reduced to the analysis size strip by strip, so no
-full-size converted copy is ever made.
+Memory is what a hostile or unusual file threatens on a 4 GB device: each decode first holds, in a budget shared
+by every decode of the process, what its decoder and the reduction to the analysis size will allocate, counted
+from the header before any pixel is decoded. The native pixels are reduced strip by strip, so no full-size
+converted copy is ever made.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +34,23 @@ NOT_AN_IMAGE = (
     " (JPEG, PNG, GIF, BMP, TIFF, WebP, HEIC or AVIF)."
 )
 DRAFT_FRACTION = 0.75
+# Peak memory of each decoder as a multiple of the pixels it decodes, measured as VmHWM growth on 4000x4000 files
+# (Pillow 13, libjpeg-turbo 3.2, libwebp 1.6, libavif 1.4 with dav1d, libheif 1.23 with libde265, libtiff 4.7);
+# about 2 MiB of each measurement is fixed cost.
+DECODER_FACTORS = {
+    "JPEG": 1,  # a few rows at a time, at the draft scale (progressive and multi-scan: jpeg_coefficient_bytes)
+    "MPO": 1,  # a JPEG with more frames after it, decoded as one
+    "PNG": 1,  # inflated straight into the image, interlaced or not, 8 or 16 bits: 1.03x
+    "GIF": 1,  # the first frame only, straight into the image: 1.1x
+    "BMP": 3,  # RLE is expanded in Python into a bytearray and a bytes copy beside the image: 3.0x
+    "TIFF": 3,  # libtiff's buffer of one strip, the whole image if one strip holds it: 2.05x 8-bit, 3.0x 16-bit RGBA
+    # (anonymous memory: libtiff maps the file, so the compressed strips are page cache the kernel can drop)
+    # These three decode through RGBA buffers of their own, so theirs are multiples of 4 bytes per pixel:
+    "WEBP": 4,  # WebPAnimDecoder's canvas and previous canvas, the frame as bytes, the image: 4.1x, lossy or not
+    "AVIF": 4.4,  # YUV planes, RGB out, the image: 2.4x 8-bit 4:2:0, 3.0x with alpha, 4.35x 10/12-bit 4:4:4 + alpha
+    "HEIF": 5.2,  # the same in libheif: 2.4x 8-bit 4:4:4, 3.9x 10-bit 4:4:4, 5.2x 10/12-bit 4:4:4 + alpha
+}
+HEIF_8BIT_420_FACTOR = 2.2  # phones' HEIC (pillow_heif says so in its info): 1.9x, 2.1x with alpha
 STRIP_PIXELS = 1 << 20  # per strip converted at a time: 4 MB as RGBA
 # EXIF orientation -> the transpose that makes the stored pixels upright (as ImageOps.exif_transpose does).
 UPRIGHT = {
@@ -58,7 +77,7 @@ class DecodedImage:
 
 
 class DecodeBudget:
-    """Bytes of decoded pixels that the decodes of one process may hold at once (`decode_budget_mib`)."""
+    """Bytes that the decodes of one process may allocate at once (`decode_budget_mib`)."""
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -101,6 +120,43 @@ def decoded_bytes(image: Image.Image) -> int:
     return image.width * image.height * (4 if len(mode.bands) > 1 else int(mode.typestr[-1]))
 
 
+def decoder_bytes(image: Image.Image) -> int:
+    """What the image's decoder allocates at its peak, counted from the header: its pixels times its format's factor."""
+    pixels = decoded_bytes(image)
+    if image.format in ("WEBP", "AVIF", "HEIF"):
+        pixels = 4 * image.width * image.height  # whatever Pillow's mode, their decoders work in RGBA
+    factor = DECODER_FACTORS[image.format]
+    if image.format == "HEIF" and (image.info.get("bit_depth"), image.info.get("chroma")) == (8, 420):
+        factor = HEIF_8BIT_420_FACTOR
+    return math.ceil(pixels * factor)
+
+
+def first_scan_has_every_component(file: BinaryIO, components: int) -> bool:
+    """Whether a JPEG's first scan codes all its components, read by walking its marker segments as libjpeg does;
+    anything unusual on the way is a no."""
+    file.seek(2)  # past SOI; Pillow seeks back to the image data itself when it loads
+    while len(segment := file.read(4)) == 4 and segment[0] == 0xFF and 0xC0 <= segment[1] <= 0xFE:
+        if segment[1] == 0xDA:  # SOS: its length, then the number of components it codes
+            return file.read(1) == bytes([components])
+        if 0xD0 <= segment[1] <= 0xD9:  # RSTn, SOI and EOI have no length
+            return False
+        file.seek(int.from_bytes(segment[2:], "big") - 2, os.SEEK_CUR)
+    return False
+
+
+def jpeg_coefficient_bytes(image: Image.Image, file: BinaryIO) -> int:
+    """libjpeg's buffer of every DCT coefficient of a progressive or multi-scan JPEG, else 0. It is allocated at full
+    size whatever the draft scale: 64 coefficients of 2 bytes per 8x8 block of each component (measured: exact)."""
+    if image.format not in ("JPEG", "MPO") or (
+        not image.info.get("progressive") and first_scan_has_every_component(file, len(image.layer))
+    ):
+        return 0
+    h_max = max([1, *(h for _, h, _, _ in image.layer)])
+    v_max = max([1, *(v for _, _, v, _ in image.layer)])
+    blocks_per_mcu = sum(h * v for _, h, v, _ in image.layer)
+    return 128 * -(-image.width // (8 * h_max)) * -(-image.height // (8 * v_max)) * blocks_per_mcu
+
+
 def depth_scale(image: Image.Image) -> float | None:
     """The factor bringing a deeper-than-8-bit single band to 0-255 (convert("L") would clip it), or None."""
     if image.mode.startswith("I;16"):
@@ -122,15 +178,38 @@ def strip_to_rgb(strip: Image.Image, scale: float | None) -> Image.Image:
     return strip if strip.mode == "RGB" else strip.convert("RGB")
 
 
+def reduction_plan(image: Image.Image, analysis_size: int) -> tuple[int, int, bool]:
+    """The box-reduction factor to about `analysis_size`, the rows converted per strip (whole blocks of the
+    reduction), and whether strips are needed at all (not for an RGB image that only needs the final resize)."""
+    width, height = image.size
+    factor = max(1, max(width, height) // analysis_size)
+    rows = max(1, STRIP_PIXELS // (width * factor)) * factor
+    return factor, rows, factor > 1 or image.mode != "RGB" or image.has_transparency_data
+
+
+def reduction_bytes(image: Image.Image, analysis_size: int) -> int:
+    """What reduce_to_rgb allocates beside the native pixels: the reduced RGB image, up to four 4-byte copies of a
+    strip while it is converted (cropped, as floats or RGBA, as RGB), and the final resize (summed: the allocator
+    keeps what the strips freed)."""
+    width, height = image.size
+    factor, rows, in_strips = reduction_plan(image, analysis_size)
+    columns, lines = -(-width // factor), -(-height // factor)
+    resized = 0
+    if max(columns, lines) > analysis_size:  # Pillow resizes across first, into a temporary image as tall as before
+        resized = min(columns, analysis_size) * lines + min(columns * lines, analysis_size**2)
+    if not in_strips:
+        return 4 * resized
+    return 4 * (columns * lines + 4 * width * min(rows, height) + resized)
+
+
 def reduce_to_rgb(image: Image.Image, analysis_size: int) -> Image.Image:
     """RGB at most `analysis_size` on its longest side, converted and box-reduced a strip at a time."""
     width, height = image.size
-    factor = max(1, max(width, height) // analysis_size)
-    if factor == 1 and image.mode == "RGB" and not image.has_transparency_data:
+    factor, rows, in_strips = reduction_plan(image, analysis_size)
+    if not in_strips:
         reduced = image
     else:
         scale = depth_scale(image)
-        rows = max(1, STRIP_PIXELS // (width * factor)) * factor  # whole blocks of the reduction per strip
         reduced = Image.new("RGB", (-(-width // factor), -(-height // factor)))
         for top in range(0, height, rows):
             strip = strip_to_rgb(image.crop((0, top, width, min(height, top + rows))), scale)
@@ -141,7 +220,7 @@ def reduce_to_rgb(image: Image.Image, analysis_size: int) -> Image.Image:
 
 
 def decode(file: BinaryIO, max_pixels: int, analysis_size: int, budget: DecodeBudget) -> DecodedImage:
-    """Decode the open image file to RGB of about `analysis_size`, its native pixels held under `budget`."""
+    """Decode the open image file to RGB of about `analysis_size`, what it allocates held under `budget`."""
     try:
         image = Image.open(file, formats=FORMATS)
         width, height = image.size
@@ -149,16 +228,17 @@ def decode(file: BinaryIO, max_pixels: int, analysis_size: int, budget: DecodeBu
             raise DecodeError(
                 f"{width}x{height} is more than the {max_pixels} pixels allowed (decompression-bomb limit)."
             )
-        exif = image.getexif()
-        taken_at = exif_taken_at(exif)
-        orientation = exif.get(ExifTags.Base.Orientation)
+        coefficients = jpeg_coefficient_bytes(image, file)  # before draft(), which changes image.size
         # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale. Asking for 3/4 of the analysis size lets a
         # 12 MP photo decode at 1/4 (1000 px) with no resize after, instead of at 1/2 and a resize; measured,
         # that resize was a fifth of all ingest CPU.
         scale = DRAFT_FRACTION * analysis_size / max(width, height)
         image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
-        with budget.hold(decoded_bytes(image)):
+        with budget.hold(coefficients + decoder_bytes(image) + reduction_bytes(image, analysis_size)):
             image.load()
+            exif = image.getexif()  # only now: a PNG's getexif() decodes all its pixels to look for an eXIf chunk
+            taken_at = exif_taken_at(exif)
+            orientation = exif.get(ExifTags.Base.Orientation)
             pixels = reduce_to_rgb(image, analysis_size)
             del image  # the native pixels go before their share of the budget is given back
     except DecodeError:

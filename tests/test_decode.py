@@ -293,13 +293,17 @@ def test_files_that_are_no_image_fail_with_a_plain_reason(tmp_path):
 # --- the memory budget ---
 
 # Peak RSS from VmHWM: ru_maxrss would start at the parent's peak (Linux carries it across exec).
-DECODE_PEAK = """
+PEAK_MIB = """
 import sys, time
-from appliance.decode import DecodeBudget, decode
+from appliance.decode import DecodeBudget, DecodeError, decode
 def peak_mib():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) >> 10
 before = peak_mib()
+"""
+DECODE_PEAK = (
+    PEAK_MIB
+    + """
 started = time.monotonic()
 with open(sys.argv[1], "rb") as f:
     decoded = decode(f, 120_000_000, 1280, DecodeBudget(256 << 20))
@@ -307,6 +311,24 @@ seconds = time.monotonic() - started
 corner, centre = decoded.pixels.getpixel((0, 0)), decoded.pixels.getpixel((640, 640))
 print(peak_mib() - before, round(seconds, 2), decoded.width, decoded.height, *corner, *centre)
 """
+)
+# One decode per budget given, in turn: what it held, and the peak RSS grown since the start.
+BUDGET_PEAK = (
+    PEAK_MIB
+    + """
+for limit_mib in sys.argv[2:]:
+    budget, held = DecodeBudget(int(limit_mib) << 20), []
+    hold = budget.hold
+    budget.hold = lambda size: (held.append(size), hold(size))[1]
+    try:
+        with open(sys.argv[1], "rb") as f:
+            decode(f, 120_000_000, 1280, budget)
+        outcome = "decoded"
+    except DecodeError as error:
+        outcome = "refused" if "decode_budget_mib" in str(error) else repr(error)
+    print(outcome, held[0] >> 20, peak_mib() - before)
+"""
+)
 
 
 def test_a_palette_bomb_decodes_in_little_more_than_its_native_size(tmp_path):
@@ -324,6 +346,57 @@ def test_a_palette_bomb_decodes_in_little_more_than_its_native_size(tmp_path):
     print(f"palette bomb: peak RSS grew {grown_mib} MiB, decode took {seconds} s")
     assert int(grown_mib) < 400
     assert [int(n) for n in facts] == [10950, 10950, 255, 255, 255, 255, 0, 0]  # transparent is white, red is red
+
+
+def progressive_jpeg(path) -> None:
+    """4:4:4, so libjpeg buffers 6 bytes of coefficients per pixel at full size, whatever the draft scale."""
+    Image.new("RGB", (3000, 3000), (100, 150, 200)).save(path, "JPEG", progressive=True, quality=5, subsampling=0)
+
+
+def multi_scan_jpeg(path) -> None:
+    """3.6 kB, baseline, declaring 3000x3000 with a first scan of the luma alone: libjpeg then buffers every
+    coefficient as for a progressive file, although Pillow does not call it progressive."""
+    small = io.BytesIO()
+    Image.new("RGB", (8, 8), (128, 128, 128)).save(small, "JPEG", subsampling=0)
+    data = small.getvalue()
+    sof, sos = data.index(b"\xff\xc0"), data.index(b"\xff\xda")
+    header = data[: sof + 5] + struct.pack(">HH", 3000, 3000) + data[sof + 9 : sos]
+    luma_scan = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + b"\x28\xa2\x8a" * 1000  # each block: DC 0, EOB
+    path.write_bytes(header + luma_scan + b"\xff\xd9")
+
+
+def webp(path) -> None:
+    """15 MiB of pixels; libwebp and Pillow hold four RGBA copies of them."""
+    Image.new("RGB", (2000, 2000), (100, 150, 200)).save(path, "WEBP", quality=10)
+
+
+def rgba_png(path) -> None:
+    """34 MiB of pixels and no eXIf chunk before them: getexif() would decode them all to look for one."""
+    Image.new("RGBA", (3000, 3000), (100, 150, 200, 128)).save(path, "PNG")
+
+
+def heic(path) -> None:
+    """22 MiB of pixels; libheif decodes YCbCr planes and an RGB copy before Pillow's."""
+    Image.new("RGB", (2400, 2400), (100, 150, 200)).save(path, "HEIF", quality=10)
+
+
+@pytest.mark.parametrize(
+    "make,refused_under", [(progressive_jpeg, 48), (multi_scan_jpeg, 48), (webp, 48), (rgba_png, 16), (heic, 32)]
+)
+def test_a_decode_holds_what_it_allocates_or_is_refused_before_decoding(tmp_path, make, refused_under):
+    """Each image really takes more than `refused_under` MiB to decode: under that budget it fails with its reason
+    before a pixel is decoded; under 96 MiB it decodes, never growing past what it held."""
+    make(tmp_path / "image")
+    run = subprocess.run(
+        [sys.executable, "-c", BUDGET_PEAK, str(tmp_path / "image"), str(refused_under), "96"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    (refusal, _, grown_refused), (outcome, held, grown) = [line.split() for line in run.stdout.splitlines()]
+    print(f"{make.__name__}: {refusal} under {refused_under} MiB (+{grown_refused}); held {held}, grew {grown} MiB")
+    assert refusal == "refused" and int(grown_refused) < 8
+    assert outcome == "decoded" and int(grown) <= int(held) + 4  # 2 to 4 MiB are the libraries' own, fixed
 
 
 def test_decodes_wait_for_their_share_of_the_budget(tmp_path):
