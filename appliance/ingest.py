@@ -84,6 +84,7 @@ def replacing_results(db: Database, faces: FaceIndex, item: jobs.QueuedItem, fac
 
 
 def store_analysis(db: Database, faces: FaceIndex, item: jobs.QueuedItem, facts: FileFacts, analysis: Analysis):
+    search = faces.search(analysis.face_vectors)  # the slow part of assigning people, before the transaction
     with replacing_results(db, faces, item, facts) as (conn, image_id):
         if image_id is None:
             return
@@ -98,7 +99,7 @@ def store_analysis(db: Database, faces: FaceIndex, item: jobs.QueuedItem, facts:
         # Analysed again (a new model, an edited file): a face in the place of an old one keeps its person.
         inherited = faces.people_by_box(conn, image_id, analysis.faces)
         remove_faces(conn, faces, image_id)
-        faces.add(conn, image_id, analysis.faces, analysis.face_vectors, inherited)
+        faces.add(conn, image_id, analysis.faces, analysis.face_vectors, analysis.face_good, search, inherited)
 
 
 class DonorGone(Exception):

@@ -152,6 +152,35 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs_new RENAME TO jobs;
         """,
     ),
+    (
+        "0006_people_a_household_can_trust",
+        """
+        -- 1: good enough to seed or bridge a person (faces/quality.py); 0: poor; NULL: stored before.
+        ALTER TABLE faces ADD COLUMN quality INTEGER;
+        -- Placed by a user (moved, merged, named): no re-clustering moves it.
+        ALTER TABLE faces ADD COLUMN locked INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE people ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
+        -- "Not this person": the face never joins that person again.
+        CREATE TABLE face_exclusions (
+            face_id INTEGER NOT NULL REFERENCES faces (id) ON DELETE CASCADE,
+            person_id INTEGER NOT NULL,
+            PRIMARY KEY (face_id, person_id)
+        ) WITHOUT ROWID;
+        -- Each face's nearest faces when it was stored: what /tag/match and re-clustering walk.
+        CREATE TABLE face_neighbours (
+            face_id INTEGER NOT NULL REFERENCES faces (id) ON DELETE CASCADE,
+            neighbour_id INTEGER NOT NULL REFERENCES faces (id) ON DELETE CASCADE,
+            similarity REAL NOT NULL,
+            PRIMARY KEY (face_id, neighbour_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX face_neighbours_by_neighbour ON face_neighbours (neighbour_id);
+        -- People whose faces changed since the last re-clustering (with the faces newer than clustered_up_to).
+        CREATE TABLE people_touched (person_id INTEGER PRIMARY KEY);
+        INSERT INTO counters VALUES ('clustered_up_to', 0);
+        -- Names given before this version hold on to their faces too.
+        UPDATE faces SET locked = 1 WHERE cluster_id IN (SELECT id FROM people WHERE name IS NOT NULL);
+        """,
+    ),
 ]
 # Migrations that rebuild a table other tables refer to: SQLite's procedure runs them with foreign keys off
 # (else dropping the old table would cascade), then checks every reference before committing.

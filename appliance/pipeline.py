@@ -17,6 +17,7 @@ from PIL import Image
 from .config import Settings, resolve_models_dir
 from .decode import DecodeBudget, decode
 from .decode import DecodeError as DecodeError  # ingest catches it from here
+from .faces.quality import is_good
 from .infer.detector import DETECTORS, Detection, ObjectDetector, labels_from_model
 from .infer.embedder import FaceEmbedder, align
 from .infer.faces import BlazeFaceDetector, Face
@@ -33,6 +34,7 @@ class Analysis:
     objects: list[Detection]
     faces: list[Face]
     face_vectors: np.ndarray  # one L2-normalised row per face
+    face_good: list[bool]  # per face: good enough to seed or bridge a person (faces/quality.py)
 
 
 class Pipeline:
@@ -63,7 +65,8 @@ class Pipeline:
         faces = self.face_detector.detect(decoded.pixels)
         faces += faces_in_people(self.face_detector, decoded.pixels, objects, faces)
         vectors = self.embedder.embed([align(decoded.pixels, face) for face in faces])
-        return Analysis(decoded.width, decoded.height, decoded.taken_at, objects, faces, vectors)
+        good = [is_good(face, *decoded.pixels.size) for face in faces]
+        return Analysis(decoded.width, decoded.height, decoded.taken_at, objects, faces, vectors, good)
 
 
 def faces_in_people(

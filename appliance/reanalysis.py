@@ -59,8 +59,8 @@ def drop_old_vectors(db: Database, current_table: str) -> list[str]:
     old = [
         row[0]
         for row in db.read().execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'face_vectors_[0-9]*'"
-            " AND sql LIKE 'CREATE VIRTUAL TABLE%' AND name != ?",
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'"
+            " AND (name GLOB 'face_vectors_[0-9]*' OR name GLOB 'face_embeddings_[0-9]*') AND name != ?",
             (current_table,),
         )
     ]

@@ -63,7 +63,7 @@ class Appliance:
             if not root.is_dir():
                 log.warning("library root %s is not a readable folder", root)
         faces = FaceIndex(pipelines.face_dimensions, settings.face_threshold)
-        faces.create_table(self.db)
+        faces.open(self.db)
         workers = settings.ingest_workers or os.cpu_count() or 1
         self.worker = IngestWorkers(
             self.supervisor,

@@ -158,9 +158,13 @@ class IngestWorkers:
         }
 
     def _housekeeping(self) -> float:
+        stopping = lambda: self.supervisor.stopping  # noqa: E731
+        self.faces.repair(self.db, stopping)
+        if stopping():
+            return IDLE_POLL_SECONDS
+        self._recluster_if_due()  # incremental, in short transactions: it does not wait for the queue
         if jobs.is_idle(self.db):
             reanalysis.drop_old_vectors(self.db, self.faces.table)
-            self._recluster_if_due()
             self._prune_if_due()
         return IDLE_POLL_SECONDS
 
@@ -171,12 +175,19 @@ class IngestWorkers:
             self._last_prune = time.monotonic()
 
     def _recluster_if_due(self) -> None:
-        """After a large ingest (or removal), once the queue is empty, re-cluster every face."""
+        """Once this many faces came or went: group again the people they touch."""
         changed = faces_changed(self.db)
         if changed < self.recluster_after:
             return
         log.info("re-clustering faces (%d added or removed since the last time)", changed)
         started = time.monotonic()
-        people = self.faces.recluster(self.db, lambda: self.supervisor.stopping)
-        if people is not None:
-            log.info("re-clustered faces into %d people in %.1fs", people, time.monotonic() - started)
+        outcome = self.faces.recluster(self.db, should_stop=lambda: self.supervisor.stopping)
+        if outcome is not None:
+            log.info(
+                "re-clustered %d faces into %d people in %.1fs (%d moved, longest write %.0f ms)",
+                outcome.faces,
+                outcome.people,
+                time.monotonic() - started,
+                outcome.moved,
+                outcome.longest_write_ms,
+            )

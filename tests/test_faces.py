@@ -9,7 +9,7 @@ import pytest
 
 from appliance.datadir import DATABASE_FILE
 from appliance.db import connect
-from appliance.faces import cluster_with_cannot_links, stable_ids
+from appliance.faces.cluster import Faces, group_faces, stable_ids
 from appliance.infer.embedder import TEMPLATE, similarity_transform
 
 from .conftest import FACES, MODELS, PHOTOS
@@ -44,7 +44,7 @@ def test_ten_lfw_faces_make_exactly_four_people(start_appliance, embedder):
     assert [len(paths) for paths in clusters.values()] == [3, 3, 2, 2]  # largest first
 
     # a full re-clustering finds the same people under the same ids
-    assert client.appliance.worker.faces.recluster(client.appliance.db) == 4
+    assert client.appliance.worker.faces.recluster(client.appliance.db, everything=True).people == 4
     assert client.get("/tag/clusters").json()["clusters"] == clusters
 
 
@@ -101,7 +101,7 @@ def test_cluster_ids_stay_stable_as_photos_arrive(client, library):
     after = client.get("/tag/clusters").json()["clusters"]
     for person, cluster in before.items():
         assert {identity(p) for p in after[cluster]} == {person}
-    assert client.appliance.worker.faces.recluster(client.appliance.db) == 4
+    assert client.appliance.worker.faces.recluster(client.appliance.db, everything=True).people == 4
     assert client.get("/tag/clusters").json()["clusters"] == after
 
 
@@ -131,27 +131,89 @@ def test_deleting_an_image_removes_its_faces_and_updates_people(client, library)
     assert len(people) == len(before_people) - 1, "Shah Rukh Khan was only in the deleted photo"
 
 
-def test_two_faces_of_one_photo_are_never_one_person():
-    # faces 0 and 1 are in the same image and linked strongly; face 2 is elsewhere
-    labels = cluster_with_cannot_links(np.array([(0.9, 0, 1), (0.8, 1, 2), (0.7, 0, 2)]), [10, 10, 11])
-    assert labels[0] != labels[1]
-    assert labels[1] == labels[2]
+DIMENSIONS = 128
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def person(direction: np.ndarray, count: int, rng, noise: float = 0.65) -> np.ndarray:
+    """Faces of one person: its direction plus noise (same-person cosine about 0.7, as MobileFaceNet gives)."""
+    return unit(direction + rng.standard_normal((count, DIMENSIONS)) * noise / np.sqrt(DIMENSIONS))
+
+
+def knn_edges(vectors: np.ndarray, k: int = 10) -> np.ndarray:
+    similarity = vectors @ vectors.T
+    np.fill_diagonal(similarity, -2.0)
+    return np.array([(similarity[i, j], i, j) for i in range(len(vectors)) for j in np.argsort(-similarity[i])[:k]])
+
+
+def group(vectors, images=None, anchor=None, excluded=None) -> np.ndarray:
+    count = len(vectors)
+    faces = Faces(
+        image=np.arange(count) if images is None else np.array(images),
+        vectors=vectors,
+        good=np.ones(count, bool),
+        anchor=np.zeros(count, np.int64) if anchor is None else np.array(anchor),
+        excluded=excluded or {},
+    )
+    labels, _ = group_faces(faces, knn_edges(vectors), 0.5, 0.6)
+    return labels
+
+
+def two_people(rng, cross: float = 0.41) -> tuple[np.ndarray, np.ndarray]:
+    a = unit(rng.standard_normal(DIMENSIONS))
+    b = rng.standard_normal(DIMENSIONS)
+    b = unit(b - (b @ a) * a)
+    return a, unit(cross * a + np.sqrt(1 - cross**2) * b)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_ambiguous_face_does_not_chain_two_people(seed):
+    rng = np.random.default_rng(seed)
+    a, b = two_people(rng)
+    between = unit(a + b)[None]  # as like one as the other: about 0.77 to each
+    labels = group(np.vstack([person(a, 20, rng), person(b, 20, rng), between]))
+    assert len(set(labels[:20])) == 1 and len(set(labels[20:40])) == 1
+    assert labels[0] != labels[20], "single linkage merged them through the ambiguous face"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_collage_sets_one_face_apart_not_the_person(seed):
+    rng = np.random.default_rng(seed)
+    faces = person(two_people(rng)[0], 12, rng)
+    images = list(range(12))
+    images[11] = images[10]  # the same person twice in one photo
+    labels = group(faces, images)
+    assert len(set(labels[:10])) == 1, "the person stays whole"
+    assert labels[10] != labels[11] and labels[0] in (labels[10], labels[11])
 
 
 def test_two_faces_of_one_photo_are_not_joined_through_others_either():
-    # faces 0 and 1 share image 10 and are never linked directly: 0-2 and 3-1 join first, and the edge 2-3
-    # would then put 0 and 1 into one person through faces of other images
-    edges = np.array([(0.95, 0, 2), (0.9, 3, 1), (0.85, 2, 3)])
-    labels = cluster_with_cannot_links(edges, [10, 10, 11, 12])
-    assert labels[0] == labels[2] and labels[1] == labels[3]
+    rng = np.random.default_rng(1)
+    faces = person(two_people(rng)[0], 6, rng)
+    labels = group(faces, images=[10, 10, 11, 12, 13, 14])
     assert labels[0] != labels[1]
 
 
-def test_stable_ids_follow_the_largest_overlap():
+def test_placed_faces_hold_their_person_and_excluded_ones_stay_out():
+    rng = np.random.default_rng(2)
+    a, b = two_people(rng)
+    faces = np.vstack([person(a, 8, rng), person(b, 8, rng)])
+    # the user put face 8 (of b) into person 7 with a's faces 0 and 1, and took face 2 out of person 7
+    anchor = [7, 7, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]
+    labels = group(faces, anchor=anchor, excluded={2: {7}})
+    assert labels[0] == labels[1] == labels[8]
+    assert labels[2] != labels[0]
+
+
+def test_stable_ids_follow_the_largest_overlap_and_anchors():
     fresh = iter(range(100, 200))
-    # new cluster "a" holds old 7's faces, new "b" splits off old 7 with one face, new "c" is all new
-    ids = stable_ids(["a", "a", "b", "c"], [7, 7, 7, None], lambda: next(fresh))
-    assert ids == [7, 7, 100, 101]
+    # group 1 holds old 7's faces, group 2 splits off old 7 with one face, group 3 is all new, group 4 is the
+    # user's person 9 (it keeps its id whatever it overlaps), -1 is an unassigned face
+    ids = stable_ids([1, 1, 2, 3, 4, -1], [7, 7, 7, None, 7, 5], {4: 9}, lambda: next(fresh))
+    assert ids == [7, 7, 100, 101, 9, None]
 
 
 def test_similarity_transform_recovers_a_known_one():

@@ -310,7 +310,7 @@ def seed_faces(data_dir: Path, count: int) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(data_dir / DATABASE_FILE)
     index = faces_module.FaceIndex(128, 0.5)
-    index.create_table(db)
+    index.open(db)
     vectors = np.random.default_rng(1).standard_normal((count, 128)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with db.write() as conn:
@@ -324,7 +324,7 @@ def seed_faces(data_dir: Path, count: int) -> None:
             ((i + 1, i + 1) for i in range(count)),
         )
         conn.executemany(
-            f"INSERT INTO {index.table} (rowid, bucket, embedding, cluster_id) VALUES (?, 1, ?, 1)",
+            f"INSERT INTO {index.table} (rowid, embedding) VALUES (?, ?)",
             ((i + 1, vectors[i]) for i in range(count)),
         )
         conn.execute("UPDATE counters SET value = ? WHERE name = 'faces_changed'", (count,))
@@ -333,10 +333,10 @@ def seed_faces(data_dir: Path, count: int) -> None:
 
 def test_sigterm_does_not_wait_for_a_whole_reclustering_and_keeps_it_due(run_server, tmp_path):
     data_dir = tmp_path / "data"
-    seed_faces(data_dir, 60_000)  # a re-clustering of these takes tens of seconds here
+    seed_faces(data_dir, 60_000)  # their kNN graph, then their grouping, take tens of seconds here
     server = run_server(data_dir=data_dir, roots=[Path("/photos")])
     server.wait_ready()
-    wait_until(lambda: "re-clustering faces" in server.output(), 10, "the re-clustering under way")
+    wait_until(lambda: "building the kNN graph" in server.output(), 10, "the long work under way")
     time.sleep(1)
     started = time.monotonic()
     assert server.stop(signal.SIGTERM) == 0
@@ -477,7 +477,7 @@ def test_the_listing_cache_is_bounded_by_bytes(tmp_path):
 def test_a_copy_whose_donor_is_deleted_meanwhile_is_not_stored_done(tmp_path):
     db = Database(tmp_path / "a.db")
     faces = faces_module.FaceIndex(128, 0.5)
-    faces.create_table(db)
+    faces.open(db)
     with db.write() as conn:
         conn.execute(
             "INSERT INTO images (id, path, status, content_hash, fingerprint)"

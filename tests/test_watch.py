@@ -198,7 +198,7 @@ def test_when_inotify_cannot_watch_the_scan_takes_over_and_says_so(
 
 
 def vector_tables(client) -> set[str]:
-    sql = "SELECT name FROM sqlite_master WHERE name GLOB 'face_vectors_[0-9]*' AND sql LIKE 'CREATE VIRTUAL%'"
+    sql = "SELECT name FROM sqlite_master WHERE name GLOB 'face_embeddings_[0-9]*' AND sql LIKE 'CREATE VIRTUAL%'"
     return {row[0] for row in rows(client.data_dir, sql)}
 
 
@@ -218,7 +218,7 @@ def test_a_new_embedder_analyses_everything_again_and_keeps_people(start_applian
         assert job["total"] == 12
         assert client.wait_for_job(job["job_id"], timeout=120)["done"] == 12
         wait_until(lambda: client.get("/health").json()["reanalysis"] is None)
-        wait_until(lambda: vector_tables(client) == {"face_vectors_192"}, 20, "the old vector table dropped")
+        wait_until(lambda: vector_tables(client) == {"face_embeddings_192"}, 20, "the old vector table dropped")
     assert sorted(sorted(paths) for paths in client.get("/tag/clusters").json()["clusters"].values()) == groups
     people = {p["person_id"]: p["name"] for p in client.get("/tag/people").json()["people"]}
     assert people[aamir] == "Aamir" and person_of(client, library / "amir_khan.png") == aamir

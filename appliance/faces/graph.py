@@ -1,0 +1,85 @@
+"""The kNN graph of faces, kept in the database: each face's most similar faces when it was stored.
+
+It is what the people answers are made of: /tag/match reads its edges in one query, and re-clustering walks
+them instead of comparing every face with every other (n x n). Each face's list is written once, with the
+search its assignment does anyway; a face whose neighbour goes is searched again by housekeeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from ..db import Database
+
+NEIGHBOURS = 10
+
+
+def link(conn, face_id: int, neighbours: Sequence[tuple[int, float]]) -> None:
+    """Record a face's neighbours (face id, similarity); only those still stored (committed or ours) count."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO face_neighbours (face_id, neighbour_id, similarity)"
+        " SELECT ?, id, ? FROM faces WHERE id = ?",
+        [(face_id, similarity, other) for other, similarity in neighbours if other != face_id],
+    )
+
+
+def orphaned_by(conn, face_ids: Sequence[int]) -> list[int]:
+    """Faces that list one of these (about to go) among their neighbours: their lists need a new search."""
+    found: set[int] = set()
+    for start in range(0, len(face_ids), 500):
+        part = face_ids[start : start + 500]
+        found.update(
+            row[0]
+            for row in conn.execute(
+                f"SELECT face_id FROM face_neighbours WHERE neighbour_id IN ({','.join('?' * len(part))})", part
+            )
+        )
+    return sorted(found - set(face_ids))
+
+
+def edges(db: Database, threshold: float, face_ids: Sequence[int] | None = None) -> np.ndarray:
+    """Rows of (similarity, face id, neighbour id) at or above the threshold: all of them, or those of the
+    given faces. One array, no Python row objects per edge beyond the cursor's tuples."""
+    cursor = db.read().cursor()
+    cursor.row_factory = None
+    if face_ids is None:
+        rows = cursor.execute(
+            "SELECT similarity, face_id, neighbour_id FROM face_neighbours WHERE similarity >= ?", (threshold,)
+        ).fetchall()
+    else:
+        rows = []
+        for start in range(0, len(face_ids), 500):
+            part = list(face_ids[start : start + 500])
+            rows += cursor.execute(
+                "SELECT similarity, face_id, neighbour_id FROM face_neighbours"
+                f" WHERE similarity >= ? AND face_id IN ({','.join('?' * len(part))})",
+                [threshold, *part],
+            ).fetchall()
+    return np.array(rows, np.float64).reshape(-1, 3)
+
+
+def blocked_knn(
+    vectors: np.ndarray, k: int, block: int = 1024, should_stop: Callable[[], bool] = lambda: False
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Each row's k most similar other rows, a block of rows at a time: (first row, indices, similarities).
+
+    For building the graph of a library that has none (a database from before it was kept): n x block
+    products with reused buffers, so memory stays at block x n floats.
+    """
+    count = len(vectors)
+    k = min(k, count - 1)
+    if k <= 0:
+        return
+    products = np.empty((min(block, count), count), np.float32)
+    for start in range(0, count, block):
+        if should_stop():
+            return
+        rows = vectors[start : start + block]
+        sims = products[: len(rows)]
+        np.matmul(rows, vectors.T, out=sims)
+        sims[np.arange(len(rows)), start + np.arange(len(rows))] = -2.0  # not its own neighbour
+        best = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(sims, best, axis=1)
+        yield start, best, values
