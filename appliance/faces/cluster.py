@@ -21,6 +21,7 @@ import numpy as np
 
 UNASSIGNED = -1
 CORE_MARGIN = 0.1  # the first pass builds cores of faces this much more alike than the threshold
+SLICE = 100_000
 
 
 @dataclass
@@ -131,14 +132,13 @@ def group_faces(
 
     strong = edges[edges[:, 0] >= threshold] if len(edges) else edges
     strongest_first = strong[np.argsort(-strong[:, 0], kind="stable")] if len(strong) else strong
-    pairs = strongest_first[:, 1:].astype(np.int64).tolist()
     for bar in (threshold + CORE_MARGIN, threshold):
-        for n, (i, j) in enumerate(pairs):
-            if n % 100_000 == 0 and should_stop():
+        passing = strongest_first[strongest_first[:, 0] >= bar] if len(strongest_first) else strongest_first
+        for start in range(0, len(passing), SLICE):  # slices: no Python list of every edge at once
+            if should_stop():
                 return None
-            if strongest_first[n, 0] < bar:
-                break
-            join_if_alike(grouping, i, j, bar)
+            for i, j in passing[start : start + SLICE, 1:].astype(np.int64).tolist():
+                join_if_alike(grouping, i, j, bar)
 
     labels = grouping.root.copy()
     attach_poor_faces(grouping, edges, attach_threshold, labels)
@@ -168,11 +168,13 @@ def attach_poor_faces(grouping: Grouping, edges: np.ndarray, attach_threshold: f
     faces = grouping.faces
     poor = ~faces.good & (faces.anchor == 0)
     best: dict[int, tuple[float, int]] = {}
-    for similarity, i, j in edges.tolist() if len(edges) else ():
-        for face, other in ((int(i), int(j)), (int(j), int(i))):
-            if poor[face] and not poor[other] and similarity >= attach_threshold:
-                if similarity > best.get(face, (-2.0, -1))[0]:
-                    best[face] = (similarity, other)
+    if len(edges):
+        i, j = edges[:, 1].astype(np.int64), edges[:, 2].astype(np.int64)
+        useful = (edges[:, 0] >= attach_threshold) & (poor[i] != poor[j])  # a poor face and a good one
+        for similarity, a, b in edges[useful].tolist():
+            face, other = (int(a), int(b)) if poor[int(a)] else (int(b), int(a))
+            if similarity > best.get(face, (-2.0, -1))[0]:
+                best[face] = (similarity, other)
     for face in np.flatnonzero(poor):
         labels[face] = UNASSIGNED
         if int(face) not in best:

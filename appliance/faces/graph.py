@@ -41,23 +41,27 @@ def orphaned_by(conn, face_ids: Sequence[int]) -> list[int]:
 
 def edges(db: Database, threshold: float, face_ids: Sequence[int] | None = None) -> np.ndarray:
     """Rows of (similarity, face id, neighbour id) at or above the threshold: all of them, or those of the
-    given faces. One array, no Python row objects per edge beyond the cursor's tuples."""
+    given faces. Read in slices into one array: no list of every edge as Python objects (10 million of them
+    for a million faces)."""
     cursor = db.read().cursor()
     cursor.row_factory = None
+    query = "SELECT similarity, face_id, neighbour_id FROM face_neighbours WHERE similarity >= ?"
     if face_ids is None:
-        rows = cursor.execute(
-            "SELECT similarity, face_id, neighbour_id FROM face_neighbours WHERE similarity >= ?", (threshold,)
-        ).fetchall()
-    else:
-        rows = []
-        for start in range(0, len(face_ids), 500):
-            part = list(face_ids[start : start + 500])
-            rows += cursor.execute(
-                "SELECT similarity, face_id, neighbour_id FROM face_neighbours"
-                f" WHERE similarity >= ? AND face_id IN ({','.join('?' * len(part))})",
-                [threshold, *part],
-            ).fetchall()
-    return np.array(rows, np.float64).reshape(-1, 3)
+        return _slices(cursor.execute(query, (threshold,)))
+    found = []
+    for start in range(0, len(face_ids), 500):
+        part = list(face_ids[start : start + 500])
+        found.append(
+            _slices(cursor.execute(f"{query} AND face_id IN ({','.join('?' * len(part))})", [threshold, *part]))
+        )
+    return np.concatenate(found) if found else np.zeros((0, 3))
+
+
+def _slices(cursor, size: int = 100_000) -> np.ndarray:
+    parts = []
+    while rows := cursor.fetchmany(size):
+        parts.append(np.array(rows, np.float64))
+    return np.concatenate(parts) if parts else np.zeros((0, 3))
 
 
 def blocked_knn(

@@ -80,6 +80,7 @@ def load_faces(db: Database, store: FaceVectors, face_ids: list[int] | None) -> 
         for start in range(0, len(face_ids), 500):
             part = face_ids[start : start + 500]
             rows += cursor.execute(f"{columns} WHERE id IN ({','.join('?' * len(part))})", part).fetchall()
+    rows.sort()
     ids, vectors = store.vectors([row[0] for row in rows])
     by_id = {row[0]: row for row in rows}
     rows = [by_id[face_id] for face_id in ids]
@@ -111,13 +112,7 @@ def recluster(
     if everything:
         region = None
     ids, faces, old = load_faces(db, store, region)
-    index_of = {int(face_id): n for n, face_id in enumerate(ids)}
-    edge_rows = graph.edges(db, threshold, None if everything else ids.tolist())
-    keep = [n for n, (_, i, j) in enumerate(edge_rows.tolist()) if int(i) in index_of and int(j) in index_of]
-    edges = edge_rows[keep]
-    if len(edges):
-        edges[:, 1] = [index_of[int(i)] for i in edges[:, 1]]
-        edges[:, 2] = [index_of[int(j)] for j in edges[:, 2]]
+    edges = as_indices(graph.edges(db, threshold, None if everything else ids.tolist()), ids)
     grouped = group_faces(faces, edges, threshold, threshold + ATTACH_MARGIN, should_stop)
     if grouped is None or should_stop():  # stopping: what is due stays due
         return None
@@ -128,6 +123,18 @@ def recluster(
         conn.executemany("DELETE FROM people_touched WHERE person_id = ?", [(p,) for p in touched])
         conn.execute("UPDATE counters SET value = max(value - ?, 0) WHERE name = 'faces_changed'", (changed,))
     return Outcome(len(ids), moved, people, longest)
+
+
+def as_indices(edges: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Edges between face ids -> edges between positions in `ids` (sorted); edges leaving `ids` are dropped."""
+    if not len(edges) or not len(ids):
+        return np.zeros((0, 3))
+    found = []
+    for column in (1, 2):
+        position = np.clip(np.searchsorted(ids, edges[:, column].astype(np.int64)), 0, len(ids) - 1)
+        found.append((position, ids[position] == edges[:, column]))
+    inside = found[0][1] & found[1][1]
+    return np.column_stack([edges[inside, 0], found[0][0][inside], found[1][0][inside]])
 
 
 def write_people(
