@@ -79,14 +79,13 @@ def seed(db: Database, index: FaceIndex, vectors: np.ndarray) -> int:
 
 
 def build_graph(db: Database, vectors: np.ndarray) -> None:
-    for start, best, values in graph.blocked_knn(vectors, graph.NEIGHBOURS):
-        rows = [
-            (start + row + 1, int(best[row, n]) + 1, float(values[row, n]))
-            for row in range(len(best))
-            for n in range(best.shape[1])
-        ]
+    """What FaceIndex.repair does for a library without a graph (face ids here are row + 1)."""
+    for found in graph.blocked_knn(vectors, graph.NEIGHBOURS):
         with db.write(durable=False) as conn:
-            conn.executemany("INSERT INTO face_neighbours (face_id, neighbour_id, similarity) VALUES (?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT INTO face_neighbours (face_id, neighbour_id, similarity) VALUES (?, ?, ?)",
+                ((int(i) + 1, int(j) + 1, s) for s, i, j in found.tolist()),
+            )
 
 
 def score(db: Database, truth: np.ndarray) -> str:

@@ -129,11 +129,12 @@ class FaceIndex:
     def _build_graph(self, db: Database, should_stop: Callable[[], bool]) -> int:
         ids, vectors = self.store.snapshot()
         log.info("building the kNN graph of %d faces (once, for faces stored before it was kept)", len(ids))
-        for start, best, values in graph.blocked_knn(vectors, graph.NEIGHBOURS, should_stop=should_stop):
+        for found in graph.blocked_knn(vectors, graph.NEIGHBOURS, should_stop=should_stop):
             with db.write(durable=False) as conn:
-                for row in range(len(best)):
-                    neighbours = [(int(ids[j]), float(s)) for j, s in zip(best[row], values[row], strict=True)]
-                    graph.link(conn, int(ids[start + row]), neighbours)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO face_neighbours (face_id, neighbour_id, similarity) VALUES (?, ?, ?)",
+                    ((int(ids[int(i)]), int(ids[int(j)]), float(s)) for s, i, j in found.tolist()),
+                )
         return len(ids)
 
     # -- answers -----------------------------------------------------------------------------------------

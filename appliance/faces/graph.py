@@ -64,26 +64,34 @@ def _slices(cursor, size: int = 100_000) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 3))
 
 
+# Edges below this are never kept by a graph built in bulk: no answer or grouping uses them (the lowest
+# threshold that makes sense for these embedders is above it; different people reach about 0.45).
+FLOOR = 0.3
+
+
 def blocked_knn(
     vectors: np.ndarray, k: int, block: int = 1024, should_stop: Callable[[], bool] = lambda: False
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Each row's k most similar other rows, a block of rows at a time: (first row, indices, similarities).
+) -> Iterator[np.ndarray]:
+    """Rows of (similarity, i, j): each row's k most similar other rows at or above FLOOR, a block of rows at a
+    time. For a library that has no graph yet (a database from before it was kept).
 
-    For building the graph of a library that has none (a database from before it was kept): n x block
-    products with reused buffers, so memory stays at block x n floats.
+    n x block products with reused buffers, so memory stays at block x n floats; only the pairs above the
+    floor are ever sorted (a partial sort of every product row cost five times the products).
     """
     count = len(vectors)
-    k = min(k, count - 1)
-    if k <= 0:
-        return
     products = np.empty((min(block, count), count), np.float32)
+    above = np.empty((min(block, count), count), bool)
     for start in range(0, count, block):
         if should_stop():
             return
         rows = vectors[start : start + block]
-        sims = products[: len(rows)]
+        sims, mask = products[: len(rows)], above[: len(rows)]
         np.matmul(rows, vectors.T, out=sims)
         sims[np.arange(len(rows)), start + np.arange(len(rows))] = -2.0  # not its own neighbour
-        best = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        values = np.take_along_axis(sims, best, axis=1)
-        yield start, best, values
+        np.greater_equal(sims, FLOOR, out=mask)
+        row, col = np.divmod(np.flatnonzero(mask), count)
+        values = sims[row, col]
+        order = np.lexsort((-values, row))  # by row, most similar first
+        row, col, values = row[order], col[order], values[order]
+        keep = np.arange(len(row)) - np.searchsorted(row, row) < k
+        yield np.column_stack([values[keep], start + row[keep], col[keep]])
