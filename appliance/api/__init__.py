@@ -15,7 +15,7 @@ from ..paths import LibraryRoots
 from ..supervisor import Supervisor
 from ..watch import LibraryWatch
 from ..workers import IngestWorkers
-from . import albums, health, images, tag, web
+from . import albums, browse, health, images, tag, web
 from .guard import Guard
 from .openapi import openapi_document
 from .routing import ResponseCache, Route, json_error_page, make_callback
@@ -23,6 +23,7 @@ from .routing import ResponseCache, Route, json_error_page, make_callback
 ROUTES: list[Route] = (
     health.routes.routes + albums.routes.routes + images.routes.routes + tag.routes.routes + web.routes.routes
 )
+ROUTES += browse.routes.routes  # the web page's timeline, search and viewer
 
 
 @dataclass

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import platform
 
 import bottle
 from pydantic import BaseModel, Field
 
 from .. import __version__, catalog, disk, jobs, reanalysis
+from ..datadir import TOKEN_FILE
 from ..errors import ApiError
 from .routing import RouteTable, check_token
 
@@ -16,6 +18,11 @@ routes = RouteTable()
 
 class Health(BaseModel):
     status: str = Field(description="ok, or degraded while something is failing (see problems).")
+    token_file: str | None = Field(
+        None,
+        description="Without the token: the file on the appliance that holds it (DATA_DIR/api-token), so that its"
+        " owner can find it; absent when the token was given in the settings.",
+    )
     problems: list[str] | None = Field(None, description="What is failing now, in words; only with the token.")
     version: str | None = None
     python: str | None = None
@@ -54,7 +61,7 @@ def health(ctx) -> Health:
     try:
         check_token(ctx.settings.api_token, bottle.request)
     except ApiError:
-        return Health(status=status)  # without the token: no paths, no counts
+        return Health(status=status, **token_file(ctx))  # without the token: no counts, only where it is
     room = disk.room(ctx.db.path.parent)
     return Health(
         status=status,
@@ -76,6 +83,17 @@ def health(ctx) -> Health:
         background=background,
         models=ctx.models,
     )
+
+
+def token_file(ctx) -> dict:
+    """Where the token in use is kept, when it is the one in DATA_DIR/api-token (not --api-token or the config).
+    The path is told without the token: reading the file takes a login on the appliance itself."""
+    path = ctx.settings.data_dir / TOKEN_FILE
+    try:
+        kept = hmac.compare_digest(path.read_text().strip().encode(), ctx.settings.api_token.encode())
+    except (OSError, UnicodeDecodeError):
+        kept = False
+    return {"token_file": str(path)} if kept else {}
 
 
 @routes.get("/openapi.json", needs_token=False)
