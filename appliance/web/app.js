@@ -1,247 +1,290 @@
-// The appliance's web page: plain JavaScript over the documented routes, no build step.
-"use strict";
+// The appliance's web page: plain JavaScript modules over the documented routes, no build step.
+// This module owns the views, the photo list on show (timeline, search, a person, an album) and the token.
 
-const $ = (id) => document.getElementById(id);
-const PAGE = 60;
-const state = { offset: 0, paths: [], selected: new Set(), albums: [] };
+import { $, act, api, clearMessages, plural, query, report, say, saveToken, token, whenTokenNeeded } from "./api.js";
+import { loadAlbums, setupAlbums } from "./albums.js";
+import { setupFolders } from "./folders.js";
+import { CHUNK, PhotoGrid } from "./grid.js";
+import { loadPeople } from "./people.js";
+import { loadStatus } from "./status.js";
+import { Viewer } from "./viewer.js";
 
-function token() { return localStorage.getItem("appliance-token"); }
+const BUSY_POLL_MS = 2000; // while photos are being analysed, so they fill in soon after they land
+const IDLE_POLL_MS = 20000; // otherwise, to pick up what the appliance found by itself
 
-function saveToken(value) {
-  localStorage.setItem("appliance-token", value);
-  // Images are fetched by <img> tags, which cannot send a header: the server accepts this cookie on GETs.
-  document.cookie = `appliance_token=${encodeURIComponent(value)}; path=/; SameSite=Strict`;
-}
+const state = {
+  view: "gallery",
+  mode: { kind: "timeline", q: "" }, // or { kind: "search", q }, { kind: "person", person, name }, { kind: "album", album }
+  shape: "", // the months of the list on show, to notice when analysis changed it
+  busy: false,
+  pollFailed: false,
+  selected: new Set(),
+  albums: [],
+};
 
-async function api(method, path, body) {
-  const headers = {};
-  if (token()) headers.Authorization = `Bearer ${token()}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const data = await response.json().catch(() => ({}));
-  if (response.status === 401) { show("token"); throw new Error(data.detail); }
-  if (!response.ok) { fail(data.detail || response.statusText); throw new Error(data.detail); }
-  $("error").hidden = true;
-  return data;
-}
+const grid = new PhotoGrid($("grid"), {
+  onOpen: (index) => viewer.open({ count: grid.total, itemAt: (i) => grid.item(i) }, index),
+  isSelected: (path) => state.selected.has(path),
+  onSelect: (path, on) => {
+    clearMessages(); // ticking a photo is the next action: the last confirmation goes
+    on ? state.selected.add(path) : state.selected.delete(path);
+    showSelection();
+    if (state.selected.size === 1) act($("album-add-error"), loadAlbumNames); // for the album picker
+  },
+  onError: (error) => report($("gallery-error"), error),
+});
+const viewer = new Viewer({ onClose: (index) => grid.reveal(index) });
 
-function fail(message) { $("error").textContent = message; $("error").hidden = false; }
-
-const image = (kind, path) => `/images/${kind}?path=${encodeURIComponent(path)}`;
-const basename = (path) => path.split("/").pop();
+// -- views ------------------------------------------------------------------------------------------------
 
 function show(view) {
+  state.view = view;
+  document.body.classList.toggle("locked", view === "token"); // nothing else works before the token
   for (const section of document.querySelectorAll("main > section")) section.hidden = section.id !== `${view}-view`;
-  for (const button of document.querySelectorAll("nav button")) button.classList.toggle("active", button.dataset.view === view);
+  for (const button of document.querySelectorAll("nav button")) {
+    if (button.dataset.view === view) button.setAttribute("aria-current", "page");
+    else button.removeAttribute("aria-current");
+  }
 }
 
-function tile(path, { selectable = false, caption = basename(path), onOpen = () => openPhoto(path) } = {}) {
-  const div = document.createElement("div");
-  div.className = "tile";
-  div.dataset.path = path;
-  div.title = path;
-  const img = document.createElement("img");
-  img.loading = "lazy";
-  img.alt = basename(path);
-  img.src = image("thumbnail", path);
-  img.addEventListener("click", onOpen);
-  div.append(img);
-  if (selectable) {
-    const box = document.createElement("input");
-    box.type = "checkbox";
-    box.checked = state.selected.has(path);
-    box.addEventListener("change", () => {
-      box.checked ? state.selected.add(path) : state.selected.delete(path);
-      $("add-selected").disabled = state.selected.size === 0;
-    });
-    div.append(box);
-  }
-  if (caption) {
-    const label = document.createElement("span");
-    label.className = "caption";
-    label.textContent = caption;
-    div.append(label);
-  }
-  return div;
+function go(view) {
+  clearMessages();
+  if (view === "gallery") { $("search").value = ""; openGallery({ kind: "timeline", q: "" }); }
+  if (view === "people") { show("people"); act($("people-error"), () => loadPeople(openPerson)); }
+  if (view === "albums") { show("albums"); act($("album-form-error"), () => loadAlbums(openAlbum)); }
+  if (view === "add") { show("add"); $("folder-path").focus(); }
+  if (view === "status") { show("status"); act($("status-error"), loadStatus); }
 }
 
-// Gallery: every image, or those with one object class, or one person's.
-async function loadGallery({ append = false, title = "" } = {}) {
+// -- the photo list ---------------------------------------------------------------------------------------
+
+// What the grid pages through: the timeline or a search (by month, from the server), a person or an album.
+async function sourceFor(mode) {
+  if (mode.kind === "person") {
+    const paths = (await api("GET", "/tag/clusters")).clusters[mode.person] || [];
+    return listSource(paths, `Photos of ${mode.name}`);
+  }
+  if (mode.kind === "album") {
+    const album = await api("GET", `/albums/view-album?${query({ album_name: mode.album })}`);
+    return listSource(album.photos, album.description || `Album “${mode.album}”`);
+  }
+  const fetch = async (offset, limit) => (await api("GET", `/images/search?${query({ q: mode.q, offset, limit })}`)).images;
+  const first = fetch(0, CHUNK); // asked at once, beside the months: the first screen needs both
+  first.catch(() => {}); // a failure is reported where the grid waits for it
+  const summary = await api("GET", `/images/timeline?${query({ q: mode.q })}`);
+  return { summary, groups: summary.months, fetch, first };
+}
+
+function listSource(paths, label) {
+  const groups = paths.length ? [{ month: null, label, count: paths.length }] : [];
+  const fetch = async (offset, limit) => paths.slice(offset, offset + limit).map((path) => ({ path, taken: null, ready: true }));
+  return { summary: { total: paths.length, pending: 0, terms: [] }, groups, fetch };
+}
+
+async function openGallery(mode) {
+  state.mode = mode;
   show("gallery");
-  const cls = $("class-filter").value;
-  let paths;
-  if (state.person !== undefined) {
-    paths = (await api("GET", "/tag/clusters")).clusters[state.person] || [];
-  } else if (cls) {
-    const data = (await api("GET", "/images/all-image-objects")).data;
-    paths = Object.keys(data).filter((p) => data[p].includes(cls)).sort();
-  } else {
-    const page = await api("GET", `/images/all-images?offset=${state.offset}&limit=${PAGE}`);
-    paths = page.images;
-    $("more").hidden = state.offset + PAGE >= page.total;
-  }
-  if (state.person !== undefined || cls) $("more").hidden = true;
-  if (!append) $("grid").replaceChildren();
-  for (const path of paths) $("grid").append(tile(path, { selectable: true }));
-  $("gallery-title").textContent = title || (cls ? `${paths.length} with ${cls}` : "");
-  await loadClassOptions();
-  await loadAlbumTargets();
+  await act($("gallery-error"), async () => {
+    const source = await sourceFor(mode);
+    scrollTo(0, 0);
+    showSource(source, false);
+  });
 }
 
-async function loadClassOptions() {
-  const data = (await api("GET", "/images/all-image-objects")).data;
-  const classes = [...new Set(Object.values(data).flat())].sort();
-  const select = $("class-filter");
-  const current = select.value;
-  select.replaceChildren(new Option("everything", ""), ...classes.map((c) => new Option(c, c)));
-  select.value = classes.includes(current) ? current : "";
+function showSource(source, keepPlace) {
+  state.shape = JSON.stringify(source.groups);
+  state.busy = source.summary.pending > 0;
+  grid.show(source, { keepPlace });
+  describe(source.summary);
+  drawYears();
 }
 
-async function loadAlbumTargets() {
-  state.albums = (await api("GET", "/albums/view-all")).albums;
-  $("album-target").replaceChildren(...state.albums.map((a) => new Option(a.album_name, a.album_name)));
+// Photos analysed since: the same list again, in place.
+async function refreshGallery() {
+  const mode = state.mode;
+  if (mode.kind !== "timeline" && mode.kind !== "search") return;
+  const source = await sourceFor(mode);
+  if (mode !== state.mode || JSON.stringify(source.groups) === state.shape) return;
+  showSource(source, true);
 }
 
-async function openPhoto(path) {
-  show("photo");
-  $("photo-title").textContent = path;
-  $("photo").src = image("original", path);
-  const [objects, faces] = await Promise.all([
-    api("GET", `/images/class-ids?path=${encodeURIComponent(path)}`),
-    api("GET", `/tag/faces?path=${encodeURIComponent(path)}`),
-  ]);
-  const svg = $("overlay");
-  svg.replaceChildren();
-  const rect = (box, kind, label) => {
-    const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
-    const [x1, y1, x2, y2] = box;
-    Object.entries({ x: x1, y: y1, width: x2 - x1, height: y2 - y1 }).forEach(([k, v]) => r.setAttribute(k, v));
-    r.setAttribute("class", kind);
-    const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
-    title.textContent = label;
-    r.append(title);
-    svg.append(r);
-  };
-  objects.objects.forEach((o) => rect(o.box, "object", `${o.label} ${o.score.toFixed(2)}`));
-  faces.faces.forEach((f) => rect(f.box, "face", `person ${f.person_id}`));
-  $("photo-facts").replaceChildren(
-    ...[`Status: ${objects.status}`, `Objects: ${objects.classes.join(", ") || "none"}`, `Faces: ${faces.faces.length}`]
-      .map((text) => Object.assign(document.createElement("li"), { textContent: text })),
-  );
+function describe(summary) {
+  const { kind, q } = state.mode;
+  const titles = { timeline: "Photos", search: `Search: ${q}`, person: state.mode.name, album: `Album “${state.mode.album}”` };
+  $("gallery-title").textContent = titles[kind];
+  const analysing = summary.pending ? ` · ${plural(summary.pending, "photo")} being analysed` : "";
+  $("gallery-summary").textContent = `${plural(summary.total, "photo")}${analysing}`;
+  $("show-all").hidden = kind === "timeline";
+  $("remove-selected").hidden = kind !== "album";
+  const meaning = summary.terms.map((term) => `“${term.text}”: ${term.means}`).join(" · ");
+  $("search-meaning").textContent = meaning;
+  $("search-meaning").hidden = !meaning;
+  describeEmpty(summary.total === 0);
 }
 
-async function loadPeople() {
-  show("people");
-  const people = (await api("GET", "/tag/people")).people;
-  $("people").replaceChildren(...people.map((person) => {
-    const name = person.name || `Person ${person.person_id}`;
-    const div = tile(person.cover, {
-      caption: `${name} · ${person.photos}`,
-      onOpen: () => { state.person = String(person.person_id); loadGallery({ title: name }); },
-    });
-    div.classList.add("person");
-    div.dataset.person = person.person_id;
-    const rename = Object.assign(document.createElement("button"), { textContent: "Rename", className: "rename" });
-    rename.addEventListener("click", async () => {
-      const newName = prompt("Name", person.name || "");
-      if (newName === null) return;
-      await api("PUT", `/tag/people/${person.person_id}`, { name: newName });
-      loadPeople();
-    });
-    const wrapper = document.createElement("div");
-    wrapper.append(div, rename);
-    return wrapper;
+function describeEmpty(empty) {
+  const box = $("gallery-empty");
+  box.hidden = !empty;
+  if (!empty) return;
+  const { kind, q } = state.mode;
+  const add = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: "Add a folder" });
+  add.dataset.view = "add";
+  const words = {
+    timeline: [add, " of photos: they appear here as they are analysed, newest first, grouped by month."],
+    search: [`No photos match “${q}”. Try an object (cat, car), a person's name, an album, a folder or file name,`
+      + " or a date (2023, 2023-07, 2019..2021); words combine, as in “cat 2023”."],
+    person: ["This person is on no photo any more."],
+    album: ["This album is empty. Tick photos in Photos and add them to it."],
+  }[kind];
+  const text = document.createElement("p");
+  text.append(...words);
+  box.replaceChildren(text);
+}
+
+function drawYears() {
+  const years = grid.years();
+  $("years").hidden = years.length < 2;
+  $("years").replaceChildren(...years.map((year) => {
+    const button = Object.assign(document.createElement("button"), { type: "button", textContent: year });
+    button.dataset.year = year;
+    button.addEventListener("click", () => grid.scrollToYear(year));
+    return button;
   }));
+  markYear();
 }
 
-async function loadAlbums() {
-  show("albums");
-  const albums = (await api("GET", "/albums/view-all")).albums;
-  $("albums").replaceChildren(...albums.map((album) => {
-    const card = document.createElement("div");
-    card.className = "album";
-    card.dataset.album = album.album_name;
-    const heading = Object.assign(document.createElement("h3"), { textContent: album.album_name });
-    const description = Object.assign(document.createElement("p"), { textContent: album.description || "" });
-    const edit = Object.assign(document.createElement("button"), { textContent: "Edit description" });
-    edit.addEventListener("click", async () => {
-      const text = prompt("Description", album.description || "");
-      if (text === null) return;
-      await api("PUT", "/albums/edit-album-description", { name: album.album_name, description: text });
-      loadAlbums();
-    });
-    const remove = Object.assign(document.createElement("button"), { textContent: "Delete album" });
-    remove.addEventListener("click", async () => {
-      if (!confirm(`Delete the album ${album.album_name}? The photos stay.`)) return;
-      await api("DELETE", "/albums/delete-album", { name: album.album_name });
-      loadAlbums();
-    });
-    const grid = document.createElement("div");
-    grid.className = "grid";
-    for (const path of album.image_paths) {
-      const photo = tile(path, { caption: "" });
-      const out = Object.assign(document.createElement("button"), { textContent: "Remove", className: "remove" });
-      out.addEventListener("click", async () => {
-        await api("DELETE", "/albums/remove-from-album", { album_name: album.album_name, path });
-        loadAlbums();
-      });
-      const wrapper = document.createElement("div");
-      wrapper.append(photo, out);
-      grid.append(wrapper);
-    }
-    card.append(heading, description, edit, remove, grid);
-    return card;
-  }));
-}
-
-async function addFolder(event) {
-  event.preventDefault();
-  const result = await api("POST", "/images/add-folder", { folder_path: $("folder-path").value });
-  $("job").hidden = false;
-  $("job-failures").replaceChildren();
-  if (!result.job_id) { $("job-progress").value = 1; $("job-text").textContent = result.message; return; }
-  for (;;) {
-    const job = await api("GET", `/images/jobs/${result.job_id}`);
-    $("job-progress").value = job.progress;
-    $("job-text").textContent = `${job.done + job.failed} of ${job.total} (${Math.floor(job.progress * 100)}%)`;
-    if (job.finished) {
-      $("job-failures").replaceChildren(...job.failures.map((f) =>
-        Object.assign(document.createElement("li"), { textContent: `${basename(f.path)}: ${f.error}` })));
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 300));
+function markYear() {
+  const year = grid.currentYear();
+  for (const button of $("years").children) {
+    if (button.dataset.year === year) button.setAttribute("aria-current", "true");
+    else button.removeAttribute("aria-current");
   }
 }
 
-document.querySelectorAll("nav button").forEach((button) => button.addEventListener("click", () => {
-  const view = button.dataset.view;
-  if (view === "gallery") { state.person = undefined; state.offset = 0; loadGallery(); }
-  if (view === "people") loadPeople();
-  if (view === "albums") loadAlbums();
-  if (view === "add") show("add");
-}));
-$("class-filter").addEventListener("change", () => { state.person = undefined; state.offset = 0; loadGallery(); });
-$("more").addEventListener("click", () => { state.offset += PAGE; loadGallery({ append: true }); });
-$("back").addEventListener("click", () => show("gallery"));
-$("folder-form").addEventListener("submit", addFolder);
-$("album-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  await api("POST", "/albums/create-album", { name: $("album-name").value, description: $("album-description").value || undefined });
-  $("album-form").reset();
-  loadAlbums();
-});
-$("add-selected").addEventListener("click", async () => {
-  const albumName = $("album-target").value;
-  if (!albumName) { fail("Create an album first."); return; }
-  await api("POST", "/albums/add-multiple-to-album", { album_name: albumName, paths: [...state.selected] });
+function openPerson(person, name) { openGallery({ kind: "person", person: String(person), name }); }
+function openAlbum(album) { openGallery({ kind: "album", album }); }
+
+// -- selecting photos and putting them in albums ------------------------------------------------------------
+
+// Ticked photos bring up a bar at the bottom of the screen, wherever the list is scrolled to.
+function showSelection() {
+  const count = state.selected.size;
+  $("selected-count").textContent = `${plural(count, "photo")} selected.`;
+  $("album-add").hidden = count === 0;
+  $("select-hint").hidden = count > 0;
+  document.body.classList.toggle("selecting", count > 0);
+}
+
+function clearSelection() {
   state.selected.clear();
-  document.querySelectorAll("#grid input[type=checkbox]").forEach((box) => { box.checked = false; });
-  $("add-selected").disabled = true;
-});
-$("token-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  saveToken($("token-input").value);
-  loadGallery();
-});
+  for (const box of document.querySelectorAll("#grid .pick")) box.checked = false;
+  showSelection();
+}
 
-loadGallery().catch(() => {});
+async function loadAlbumNames() {
+  state.albums = (await api("GET", "/albums/view-all")).albums.map((album) => album.album_name);
+  $("album-names").replaceChildren(...state.albums.map((name) => new Option(name)));
+}
+
+async function addSelected(event) {
+  event.preventDefault();
+  await act($("album-add-error"), async () => {
+    const name = $("album-target").value.trim();
+    const created = !state.albums.includes(name);
+    if (created) await api("POST", "/albums/create-album", { name });
+    const result = await api("POST", "/albums/add-multiple-to-album", { album_name: name, paths: [...state.selected] });
+    const already = state.selected.size - result.added;
+    clearSelection();
+    $("album-target").value = "";
+    await loadAlbumNames();
+    say($("gallery-notice"), `${created ? `Created the album “${name}”. ` : ""}Added ${plural(result.added, "photo")} to “${name}”`
+      + (already > 0 ? ` (${already} ${already === 1 ? "was" : "were"} in it already).` : "."));
+  });
+}
+
+async function removeSelected() {
+  const album = state.mode.album;
+  const paths = [...state.selected];
+  if (!confirm(`Remove ${plural(paths.length, "photo")} from “${album}”? The photos stay in the library.`)) return;
+  await act($("album-add-error"), async () => {
+    for (const path of paths) await api("DELETE", "/albums/remove-from-album", { album_name: album, path });
+    clearSelection();
+    await openGallery(state.mode);
+    say($("gallery-notice"), `Removed ${plural(paths.length, "photo")} from “${album}”.`);
+  });
+}
+
+// -- the token ----------------------------------------------------------------------------------------------
+
+// Says where this appliance's token is: /health tells anyone the file it is kept in, if it is.
+async function showToken(detail) {
+  show("token");
+  const health = await api("GET", "/health").catch(() => ({}));
+  const where = $("token-where");
+  if (health.token_file) {
+    const file = Object.assign(document.createElement("code"), { textContent: health.token_file });
+    where.replaceChildren("It is in the file ", file, " on the appliance; only the appliance's user can read it"
+      + ` (for example: sudo cat ${health.token_file}).`);
+  } else {
+    where.textContent = "It was given to the appliance in its settings (--api-token, APPLIANCE_API_TOKEN, or api_token"
+      + " in its config file): ask whoever set it up.";
+  }
+  if (token() && detail) say($("token-error"), detail); // a stored token was refused: it is the wrong one
+  $("token-input").focus();
+}
+
+async function unlock(event) {
+  event.preventDefault();
+  saveToken($("token-input").value.trim());
+  await act($("token-error"), async () => {
+    await api("GET", "/images/timeline"); // a 401 here comes back to the token screen with the reason
+    $("token-form").reset();
+    openGallery({ kind: "timeline", q: "" });
+  });
+}
+
+// -- background refresh -----------------------------------------------------------------------------------
+
+async function poll() {
+  try {
+    if (state.view === "gallery" && !document.hidden) await refreshGallery();
+    if (state.view === "status" && !document.hidden) await loadStatus();
+    if (state.pollFailed) { $("gallery-error").hidden = true; state.pollFailed = false; }
+  } catch (error) {
+    if (error.status !== 401) { report($("gallery-error"), error); state.pollFailed = true; }
+  } finally {
+    setTimeout(poll, state.busy || state.view === "status" ? BUSY_POLL_MS : IDLE_POLL_MS);
+  }
+}
+
+// -- wiring -------------------------------------------------------------------------------------------------
+
+document.addEventListener("click", (event) => {
+  const target = event.target.closest("button[data-view]");
+  if (target && !target.closest("#viewer")) go(target.dataset.view);
+});
+addEventListener("scroll", () => requestAnimationFrame(markYear), { passive: true });
+$("search-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const q = $("search").value.trim();
+  openGallery(q ? { kind: "search", q } : { kind: "timeline", q: "" });
+});
+$("show-all").addEventListener("click", () => { $("search").value = ""; openGallery({ kind: "timeline", q: "" }); });
+$("album-add").addEventListener("submit", addSelected);
+$("remove-selected").addEventListener("click", removeSelected);
+$("clear-selection").addEventListener("click", () => { clearMessages(); clearSelection(); });
+$("token-form").addEventListener("submit", unlock);
+whenTokenNeeded(showToken);
+setupAlbums(openAlbum);
+setupFolders((busy) => { state.busy = busy; });
+
+async function start() {
+  // With a token stored, a wrong one is told by the first answer. Without, /health says whether one is needed:
+  // it answers in full only to those who need no token.
+  const health = token() ? null : await api("GET", "/health").catch(() => null);
+  if (health && !health.version) showToken();
+  else await openGallery({ kind: "timeline", q: "" });
+  setTimeout(poll, BUSY_POLL_MS);
+}
+
+start();
