@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from array import array
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -263,21 +263,54 @@ def build_order(db: Database, generation: int) -> Order:
     return Order(generation, ids, month_of, months)
 
 
-class Timeline:
-    """The timeline's order, kept in memory (ids only: under 1 MB for 100,000 photos) until the next write:
-    with no index on the capture date, SQLite takes 150 ms to order 100,000 photos, which every page paid."""
+@dataclass(frozen=True)
+class Found:
+    """A search's terms and where its photos are in one order of the timeline."""
 
-    def __init__(self, db: Database):
+    terms: list[Term]
+    order: Order
+    positions: Sequence[int]
+
+
+class Timeline:
+    """The timeline's order, kept in memory (ids only: under 1 MB for 100,000 photos) until the next write,
+    with the last few searches' places in it: with no index on the capture date, SQLite takes 150 ms to order
+    100,000 photos, and matching a search 50-100 ms, which every page of them would pay."""
+
+    SEARCHES_KEPT = 16
+
+    def __init__(self, db: Database, roots: list[Path]):
         self.db = db
+        self.roots = roots
         self._lock = threading.Lock()  # one rebuild at a time; the others wait for it and use it
         self._order: Order | None = None
+        self._found: OrderedDict[tuple[str, ...], Found] = OrderedDict()
 
     def order(self) -> Order:
         generation = self.db.generation
         with self._lock:
             if self._order is None or self._order.generation != generation:
                 self._order = build_order(self.db, generation)
+                self._found.clear()
             return self._order
+
+    def find(self, text: str) -> Found:
+        """The photos matching a search (all of them for an empty one), from the kept ones when it is there."""
+        key = tuple(tokens(text))
+        order = self.order()
+        with self._lock:
+            found = self._found.get(key)
+            if found is not None and found.order is order:
+                self._found.move_to_end(key)
+                return found
+        search = parse(self.db.read(), text, self.roots)
+        found = Found(search.terms, order, self.positions(order, search))
+        with self._lock:
+            if self._order is order:  # else a write came meanwhile: not worth keeping
+                self._found[key] = found
+                while len(self._found) > self.SEARCHES_KEPT:
+                    self._found.popitem(last=False)
+        return found
 
     def positions(self, order: Order, search: Search) -> Sequence[int]:
         """Where the matching photos are in the order (every position for an empty search)."""
@@ -287,20 +320,19 @@ class Timeline:
         cursor = self.db.read().cursor()
         cursor.row_factory = None
         matching = {row[0] for row in cursor.execute(f"SELECT id FROM images WHERE {where}", params)}
-        return [position for position, image_id in enumerate(order.ids) if image_id in matching]
+        return array("q", (position for position, image_id in enumerate(order.ids) if image_id in matching))
 
-    def months(self, search: Search) -> list[tuple[str | None, int]]:
+    @staticmethod
+    def months(found: Found) -> list[tuple[str | None, int]]:
         """(month, photos) of every month with matching photos, newest first; None last: not analysed yet."""
-        order = self.order()
-        counts = Counter(order.month_of[position] for position in self.positions(order, search))
+        order = found.order
+        counts = Counter(order.month_of[position] for position in found.positions)
         return [(order.months[index], counts[index]) for index in sorted(counts)]
 
-    def photos(self, search: Search, offset: int, limit: int) -> tuple[list[dict], int]:
-        """One page of the matching photos in timeline order, and how many match in all."""
-        order = self.order()
-        positions = self.positions(order, search)
-        ids = [order.ids[position] for position in positions[offset : offset + limit]]
-        return photo_rows(self.db, ids), len(positions)
+    def photos(self, found: Found, offset: int, limit: int) -> list[dict]:
+        """One page of the matching photos in timeline order."""
+        ids = [found.order.ids[position] for position in found.positions[offset : offset + limit]]
+        return photo_rows(self.db, ids)
 
 
 def photo_rows(db: Database, ids: list[int]) -> list[dict]:

@@ -590,10 +590,15 @@ def test_routes_the_page_adds(start_appliance, library, tmp_path):
 
 
 def test_the_timeline_order_follows_writes(client, library):
-    """The order kept in memory is rebuilt after a write: a removed photo leaves it, a new one joins it."""
+    """The order and the searches kept in memory go with a write: a removed photo leaves them, a new one or a
+    new album joins them."""
     paths = make_dated_library(library)
     client.ingest(library)
     assert client.get("/images/timeline").json()["total"] == 15
+    assert client.get("/images/search", params={"q": "holiday"}).json()["total"] == 0
+    client.post("/albums/create-album", json={"name": "Holiday"})
+    client.post("/albums/add-multiple-to-album", json={"album_name": "Holiday", "paths": [str(paths["cat.png"])]})
+    assert client.get("/images/search", params={"q": "holiday", "offset": 0}).json()["total"] == 1
     assert client.delete("/images/delete-image", json={"path": str(paths["bird.bmp"])}).status_code == 200
     timeline = client.get("/images/timeline").json()
     assert timeline["total"] == 14 and timeline["months"][-1] == {"month": "2019-05", "count": 1}

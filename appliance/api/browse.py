@@ -81,28 +81,24 @@ class PhotoDetails(BaseModel):
 def timeline_of(ctx) -> search.Timeline:
     timeline = TIMELINES.get(ctx.db)
     if timeline is None:
-        timeline = TIMELINES[ctx.db] = search.Timeline(ctx.db)
+        timeline = TIMELINES[ctx.db] = search.Timeline(ctx.db, ctx.roots.roots)
     return timeline
 
 
-def parsed(ctx, text: str) -> search.Search:
-    return search.parse(ctx.db.read(), text, ctx.roots.roots)
-
-
-def terms_of(query: search.Search) -> list[Term]:
-    return [Term(text=term.text, means=term.means) for term in query.terms]
+def terms_of(found: search.Found) -> list[Term]:
+    return [Term(text=term.text, means=term.means) for term in found.terms]
 
 
 @routes.get("/images/timeline", query=SearchQuery, response=Timeline, cached=True)
 def timeline(ctx, req: SearchQuery) -> Timeline:
     """How many photos match a search (all of them when q is empty) in each month of capture, newest first."""
-    query = parsed(ctx, req.q)
-    months = timeline_of(ctx).months(query)
+    found = timeline_of(ctx).find(req.q)
+    months = search.Timeline.months(found)
     return Timeline(
         total=sum(count for _, count in months),
         pending=sum(count for month, count in months if month is None),
         months=[Month(month=month, count=count) for month, count in months],
-        terms=terms_of(query),
+        terms=terms_of(found),
     )
 
 
@@ -110,9 +106,10 @@ def timeline(ctx, req: SearchQuery) -> Timeline:
 def search_photos(ctx, req: SearchPageQuery) -> SearchResults:
     """Photos matching every word and date of q (an object, a person's name, an album, a folder or file name,
     a year, month, day or range), newest first; paged with offset and limit. An empty q lists the timeline."""
-    query = parsed(ctx, req.q)
-    photos, total = timeline_of(ctx).photos(query, req.offset, req.limit)
-    return SearchResults(total=total, images=[Photo(**photo) for photo in photos], terms=terms_of(query))
+    timeline = timeline_of(ctx)
+    found = timeline.find(req.q)
+    photos = timeline.photos(found, req.offset, req.limit)
+    return SearchResults(total=len(found.positions), images=[Photo(**p) for p in photos], terms=terms_of(found))
 
 
 @routes.get("/images/details", query=PathQuery, response=PhotoDetails, errors=(403, 404))
