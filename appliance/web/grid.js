@@ -44,13 +44,14 @@ export class PhotoGrid {
     if (this.element.clientWidth && this.element.clientWidth !== this.width) this.redraw();
   }
 
-  // Every tile placed again (a new list, a new width); the focused photo keeps the focus.
+  // Every tile placed again (a new list, a new width); the focused photo gets the focus back once its tile is
+  // filled again (see fill).
   redraw() {
-    const focused = document.activeElement?.closest?.(".tile")?.dataset.path;
+    this.refocus = document.activeElement?.closest?.("#grid .tile")?.dataset.path;
+    setTimeout(() => { this.refocus = undefined; }, 2000); // not later, when it would steal the focus
     this.element.replaceChildren();
     this.layout();
     this.update();
-    if (focused) this.element.querySelector(`.tile[data-path="${CSS.escape(focused)}"] .open`)?.focus();
   }
 
   layout() {
@@ -110,7 +111,7 @@ export class PhotoGrid {
     for (let i = lo; i < (overlap ? oldLo : hi); i++) before.append(this.tile(block, i));
     list.prepend(before);
     if (overlap) for (let i = oldHi; i < hi; i++) list.append(this.tile(block, i));
-    section.range = [lo, hi];
+    section.range = [lo, hi]; // the indices drawn in it now
   }
 
   section(block) {
@@ -190,6 +191,10 @@ export class PhotoGrid {
     pick.addEventListener("change", () => this.handlers.onSelect(item.path, pick.checked));
     tile.replaceChildren(open, pick);
     if (hadFocus) tile.querySelector(`.${hadFocus.split(" ")[0]}`)?.focus();
+    if (this.refocus === item.path) {
+      this.refocus = undefined;
+      open.focus({ preventScroll: true });
+    }
   }
 
   // The photo at a place in the list, from its page (fetched once, kept while recent).
