@@ -49,7 +49,8 @@ function show(view) {
 
 function go(view) {
   clearMessages();
-  if (view === "gallery") { $("search").value = ""; openGallery({ kind: "timeline", q: "" }); }
+  $("search").value = ""; // another view: the last search is over
+  if (view === "gallery") openGallery({ kind: "timeline", q: "" });
   if (view === "people") { show("people"); act($("people-error"), () => loadPeople(openPerson)); }
   if (view === "albums") { show("albums"); act($("album-form-error"), () => loadAlbums(openAlbum)); }
   if (view === "add") { show("add"); $("folder-path").focus(); }
