@@ -18,6 +18,8 @@ from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
 SQLITE_FULL = 13
+# The areas migration 0005 keeps a version of (bumped by triggers): what each cached listing depends on.
+LISTING_AREAS = ("albums", "library", "objects", "people")
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +91,12 @@ class Database:
 
     @contextmanager
     def snapshot(self) -> Iterator:
-        """A read transaction, for answers built from several queries that must agree."""
+        """A read transaction, for answers built from several queries that must agree. Inside one already (a
+        cached answer reads its versions and renders in one), it is that one."""
         conn = self.read()
+        if conn.in_transaction:
+            yield conn
+            return
         conn.execute("BEGIN")
         try:
             yield conn
@@ -131,6 +137,12 @@ class Database:
             log.exception("rollback failed; reopening the database's write connection")
             self._writer.close()
             self._writer = connect(self.path, self.module)
+
+    def listing_versions(self, areas: tuple[str, ...]) -> tuple[int, ...]:
+        """The areas' versions, in the reading thread's transaction when one is open."""
+        marks = ",".join("?" * len(areas))
+        rows = self.read().execute(f"SELECT version FROM listing_versions WHERE area IN ({marks}) ORDER BY area", areas)
+        return tuple(row[0] for row in rows)
 
     def versions(self) -> dict[str, str]:
         sqlite_version, vec_version = self.read().execute("SELECT sqlite_version(), vec_version()").fetchone()

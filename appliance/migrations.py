@@ -153,6 +153,107 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "0005_listing_versions",
+        """
+        -- A version per area the listings show, bumped by triggers whoever writes, so a cached listing lives
+        -- until a write to its own area: 'library' (the listed paths), 'albums', 'objects' (analysed images and
+        -- their objects), 'people' (faces and people). The queue's own writes (jobs, job_items) touch none.
+        CREATE TABLE listing_versions (area TEXT PRIMARY KEY, version INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+        INSERT INTO listing_versions (area) VALUES ('albums'), ('library'), ('objects'), ('people');
+        -- The albums area's version at the album's last change: (id, version) never repeats, even for a reused id.
+        ALTER TABLE albums ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+        -- Covers all-image-objects (path order) for exactly the rows it shows.
+        CREATE INDEX images_analysed ON images (path) WHERE status = 'done' AND missing_since IS NULL;
+
+        CREATE TRIGGER images_added AFTER INSERT ON images BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE new.missing_since IS NULL
+                AND (area = 'library' AND new.status != 'failed' OR area = 'objects' AND new.status = 'done');
+        END;
+        CREATE TRIGGER images_removed AFTER DELETE ON images BEGIN  -- objects, faces, album places: their own
+            UPDATE listing_versions SET version = version + 1 WHERE old.missing_since IS NULL
+                AND (area = 'library' AND old.status != 'failed' OR area = 'objects' AND old.status = 'done');
+        END;
+        -- An analysis storing its result (pending -> done) changes no listed path: all-images stays valid.
+        CREATE TRIGGER library_changed AFTER UPDATE OF path, status, missing_since ON images
+        WHEN old.path IS NOT new.path OR (old.status != 'failed' AND old.missing_since IS NULL)
+            IS NOT (new.status != 'failed' AND new.missing_since IS NULL)
+        BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'library';
+        END;
+        CREATE TRIGGER analysed_changed AFTER UPDATE OF path, status, missing_since ON images
+        WHEN old.path IS NOT new.path OR (old.status = 'done' AND old.missing_since IS NULL)
+            IS NOT (new.status = 'done' AND new.missing_since IS NULL)
+        BEGIN
+            UPDATE listing_versions SET version = version + 1
+                WHERE area = 'objects' OR area = 'people' AND EXISTS (SELECT 1 FROM faces WHERE image_id = new.id);
+        END;
+        CREATE TRIGGER album_photo_changed AFTER UPDATE OF path, missing_since ON images
+        WHEN (old.path IS NOT new.path OR (old.missing_since IS NULL) IS NOT (new.missing_since IS NULL))
+            AND EXISTS (SELECT 1 FROM album_images WHERE image_id = new.id)
+        BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'albums';
+            UPDATE albums SET version = (SELECT version FROM listing_versions WHERE area = 'albums')
+                WHERE id IN (SELECT album_id FROM album_images WHERE image_id = new.id);
+        END;
+
+        CREATE TRIGGER album_added AFTER INSERT ON albums BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'albums';
+            UPDATE albums SET version = (SELECT version FROM listing_versions WHERE area = 'albums') WHERE id = new.id;
+        END;
+        CREATE TRIGGER album_edited AFTER UPDATE OF id, name, description, created_at ON albums BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'albums';
+            UPDATE albums SET version = (SELECT version FROM listing_versions WHERE area = 'albums') WHERE id = new.id;
+        END;
+        CREATE TRIGGER album_removed AFTER DELETE ON albums BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'albums';
+        END;
+        CREATE TRIGGER album_photo_added AFTER INSERT ON album_images BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'albums';
+            UPDATE albums SET version = (SELECT version FROM listing_versions WHERE area = 'albums')
+                WHERE id = new.album_id;
+        END;
+        CREATE TRIGGER album_photo_removed AFTER DELETE ON album_images BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'albums';
+            UPDATE albums SET version = (SELECT version FROM listing_versions WHERE area = 'albums')
+                WHERE id = old.album_id;
+        END;
+        CREATE TRIGGER album_photo_moved AFTER UPDATE ON album_images BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'albums';
+            UPDATE albums SET version = (SELECT version FROM listing_versions WHERE area = 'albums')
+                WHERE id IN (old.album_id, new.album_id);
+        END;
+
+        CREATE TRIGGER objects_added AFTER INSERT ON objects BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'objects';
+        END;
+        CREATE TRIGGER objects_changed AFTER UPDATE ON objects BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'objects';
+        END;
+        CREATE TRIGGER objects_removed AFTER DELETE ON objects BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'objects';
+        END;
+        -- Any column: what the people answers read of faces and people may grow.
+        CREATE TRIGGER faces_added AFTER INSERT ON faces BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'people';
+        END;
+        CREATE TRIGGER faces_changed AFTER UPDATE ON faces BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'people';
+        END;
+        CREATE TRIGGER faces_removed AFTER DELETE ON faces BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'people';
+        END;
+        CREATE TRIGGER people_added AFTER INSERT ON people BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'people';
+        END;
+        CREATE TRIGGER people_changed AFTER UPDATE ON people BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'people';
+        END;
+        CREATE TRIGGER people_removed AFTER DELETE ON people BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'people';
+        END;
+        """,
+    ),
+    (
         "0006_people_a_household_can_trust",
         """
         -- 1: good enough to seed or bridge a person (faces/quality.py); 0: poor; NULL: stored before.
