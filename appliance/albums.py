@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .catalog import LISTED
 from .db import Database
 from .errors import ApiError, bad_request, not_found
+
+if TYPE_CHECKING:
+    from .api.routing import ResponseCache
 
 
 def _album_id(conn, name: str) -> int:
@@ -72,36 +77,57 @@ def set_description(db: Database, name: str, description: str) -> None:
         conn.execute("UPDATE albums SET description = ? WHERE id = ?", (description, _album_id(conn, name)))
 
 
-def view(db: Database, name: str) -> dict:
-    with db.snapshot() as conn:
-        album = conn.execute("SELECT id, name, description FROM albums WHERE name = ?", (name,)).fetchone()
-        if album is None:
-            raise not_found(f"There is no album named '{name}'.")
-        photos = conn.execute(
-            "SELECT images.path FROM album_images JOIN images ON images.id = album_images.image_id"
-            " WHERE album_id = ? AND images.missing_since IS NULL ORDER BY position",
-            (album["id"],),
-        ).fetchall()
-    return {"album_name": album["name"], "description": album["description"], "photos": [r[0] for r in photos]}
+# An album's photos (in album order, those still on disk) as a JSON array, for a row of `albums`.
+PHOTOS = (
+    "(SELECT json_group_array(path) FROM (SELECT images.path FROM album_images"
+    " JOIN images ON images.id = album_images.image_id"
+    " WHERE album_id = albums.id AND images.missing_since IS NULL ORDER BY position))"
+)
 
 
-def view_all(db: Database) -> list[dict]:
+def view_json(db: Database, name: str) -> bytes:
+    """The view-album body, built by SQLite."""
+    query = (
+        "SELECT CAST('{\"album_name\":' || json_quote(name) || ',\"description\":' || json_quote(description)"
+        f" || ',\"photos\":' || {PHOTOS} || '}}' AS BLOB) FROM albums WHERE name = ?"
+    )
+    row = db.read().execute(query, (name,)).fetchone()
+    if row is None:
+        raise not_found(f"There is no album named '{name}'.")
+    return row[0]
+
+
+def albums_json(conn, album_ids: list[int], in_image_order: bool) -> dict[int, bytes]:
+    """These albums' parts of the view-all body, built by SQLite in one query. in_image_order: read the members
+    in the images table's order and sort them after, which pays for many albums (100,000 photos: 70 ms, against
+    180 ms looked up album by album); for a few, looking their photos up in album order costs least."""
+    scan = "INDEXED BY album_images_by_image" if in_image_order else ""
+    members = (
+        "SELECT album_id, json_group_array(path) AS paths FROM (SELECT album_id, position, images.path"
+        f" FROM album_images {scan} JOIN images ON images.id = album_images.image_id"
+        " WHERE album_id IN (SELECT value FROM json_each(:ids)) AND images.missing_since IS NULL"
+        " ORDER BY album_id, position) GROUP BY album_id"  # grouped as sorted: each album's photos stay in order
+    )
+    rows = conn.execute(
+        f"WITH members AS ({members}) SELECT id, CAST('{{\"album_name\":' || json_quote(name)"
+        " || ',\"description\":' || json_quote(description) || ',\"image_paths\":' || coalesce(paths, '[]')"
+        " || ',\"created_at\":' || json_quote(created_at) || '}' AS BLOB)"
+        " FROM albums LEFT JOIN members ON members.album_id = albums.id"
+        " WHERE id IN (SELECT value FROM json_each(:ids))",
+        {"ids": json.dumps(album_ids)},
+    )
+    return dict(rows.fetchall())
+
+
+def view_all_json(db: Database, parts: ResponseCache) -> bytes:
+    """The view-all body: each album's part is kept by the album's version, so a change to one album (or to a
+    photo in it) renders that album again, not all of them."""
     with db.snapshot() as conn:
-        albums = {
-            row["id"]: {
-                "album_name": row["name"],
-                "description": row["description"],
-                "image_paths": [],
-                "created_at": row["created_at"],
-            }
-            for row in conn.execute("SELECT id, name, description, created_at FROM albums ORDER BY name")
-        }
-        members = conn.cursor()
-        members.row_factory = None  # plain tuples: this can be every photo of every album
-        members.execute(
-            "SELECT album_id, images.path FROM album_images JOIN images ON images.id = album_images.image_id"
-            " WHERE images.missing_since IS NULL ORDER BY album_id, position"
-        )
-        for album_id, path in members:
-            albums[album_id]["image_paths"].append(path)
-    return list(albums.values())
+        albums = conn.execute("SELECT id, version FROM albums ORDER BY name").fetchall()
+        kept = {album_id: parts.get(f"album {album_id}", (version,)) for album_id, version in albums}
+        missing = [album_id for album_id, part in kept.items() if part is None]
+        if missing:
+            versions = dict(albums)
+            for album_id, part in albums_json(conn, missing, len(missing) * 10 > len(albums)).items():
+                kept[album_id] = parts.put(f"album {album_id}", (versions[album_id],), part)
+    return b'{"albums":[' + b",".join(kept[album_id] for album_id, _ in albums) + b"]}"

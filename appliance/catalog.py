@@ -22,19 +22,24 @@ LISTED = "status != 'failed' AND missing_since IS NULL"
 ANALYSED = "images.status = 'done' AND images.missing_since IS NULL"
 
 
-def all_paths(db: Database, offset: int = 0, limit: int | None = None) -> tuple[list[str], int | None]:
-    """Paths in path order; the total is counted only when a page was asked for."""
+def all_paths_json(db: Database, offset: int = 0, limit: int | None = None) -> bytes:
+    """The all-images body, its array built by SQLite: paths in path order; the total only when a page was
+    asked for."""
+    conn = db.read()
     if limit is None and offset == 0:
-        cursor = db.read().cursor()
-        cursor.row_factory = None  # plain tuples: twice as fast for a 20,000-row list
-        return [row[0] for row in cursor.execute(f"SELECT path FROM images WHERE {LISTED} ORDER BY path")], None
-    with db.snapshot() as conn:
-        (total,) = conn.execute(f"SELECT count(*) FROM images WHERE {LISTED}").fetchone()
-        rows = conn.execute(
-            f"SELECT path FROM images WHERE {LISTED} ORDER BY path LIMIT ? OFFSET ?",
+        # INDEXED BY: the covering index is read in path order (without it the query fails; it never reorders).
+        (paths,) = conn.execute(
+            f"SELECT CAST(json_group_array(path) AS BLOB) FROM images INDEXED BY images_listed WHERE {LISTED}"
+        ).fetchone()
+        return b'{"images":' + paths + b"}"
+    with db.snapshot():
+        (paths,) = conn.execute(
+            "SELECT CAST(json_group_array(path) AS BLOB)"
+            f" FROM (SELECT path FROM images WHERE {LISTED} ORDER BY path LIMIT ? OFFSET ?)",
             (-1 if limit is None else limit, offset),
-        ).fetchall()
-    return [row[0] for row in rows], total
+        ).fetchone()
+        (total,) = conn.execute(f"SELECT count(*) FROM images WHERE {LISTED}").fetchone()
+    return b'{"images":' + paths + b',"total":' + str(total).encode() + b"}"
 
 
 def image_row(conn, path: Path):
@@ -79,16 +84,20 @@ def objects_of(db: Database, path: Path) -> dict:
     }
 
 
-def classes_by_image(db: Database) -> dict[str, list[str]]:
-    """Every analysed image with its sorted class names (empty when nothing was found)."""
-    with db.snapshot() as conn:
-        result = {row[0]: [] for row in conn.execute(f"SELECT path FROM images WHERE {ANALYSED} ORDER BY path")}
-        for path, label in conn.execute(
-            "SELECT DISTINCT images.path, objects.label FROM objects JOIN images ON images.id = objects.image_id"
-            f" WHERE {ANALYSED} ORDER BY images.path, objects.label"
-        ):
-            result[path].append(label)
-    return result
+def classes_by_image_json(db: Database) -> bytes:
+    """The all-image-objects body, built by SQLite: every analysed image in path order (the covering index's
+    order), with its class names sorted (an empty list when nothing was found)."""
+    # Grouped as the ordered subquery streams (no sort in between), so each image's labels stay sorted.
+    labels = (
+        "SELECT image_id, json_group_array(label) AS names"
+        " FROM (SELECT DISTINCT image_id, label FROM objects ORDER BY image_id, label) GROUP BY image_id"
+    )
+    query = (
+        f"WITH labels AS ({labels}) SELECT CAST(json_group_object(images.path, json(coalesce(names, '[]'))) AS BLOB)"
+        f" FROM images INDEXED BY images_analysed LEFT JOIN labels ON labels.image_id = images.id WHERE {ANALYSED}"
+    )
+    (data,) = db.read().execute(query).fetchone()
+    return b'{"data":' + data + b"}"
 
 
 def status_counts(db: Database) -> dict[str, int]:

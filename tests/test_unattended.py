@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from PIL import Image
 
 from appliance import faces as faces_module
 from appliance import ingest, jobs
-from appliance.api.routing import ResponseCache
 from appliance.datadir import DATABASE_FILE, TOKEN_FILE
 from appliance.db import Database, connect
 
@@ -437,41 +435,6 @@ def test_a_database_from_a_newer_version_is_refused(run_server, tmp_path):
 
 
 # -- races -------------------------------------------------------------------------------------------------
-
-
-def test_the_listing_cache_never_keeps_a_body_rendered_before_a_write(tmp_path):
-    db = Database(tmp_path / "a.db")
-    cache = ResponseCache(db)
-    rendering, written = threading.Event(), threading.Event()
-
-    def count_albums() -> str:
-        return str(db.read().execute("SELECT count(*) FROM albums").fetchone()[0])
-
-    def slow_render() -> str:
-        body = count_albums()  # read before the write below
-        rendering.set()
-        written.wait(10)
-        return body
-
-    slow = threading.Thread(target=lambda: cache.get_or_render("albums", slow_render))
-    slow.start()
-    rendering.wait(10)
-    with db.write() as conn:
-        conn.execute("INSERT INTO albums (name) VALUES ('new')")
-    assert cache.get_or_render("albums", count_albums) == "1"  # a request after the write
-    written.set()
-    slow.join()
-    assert cache.get_or_render("albums", count_albums) == "1", "the stale body was stored"
-    db.close()
-
-
-def test_the_listing_cache_is_bounded_by_bytes(tmp_path):
-    db = Database(tmp_path / "a.db")
-    cache = ResponseCache(db, max_bytes=10_000)
-    for n in range(20):
-        cache.get_or_render(f"key {n}", lambda: "x" * 3_000)
-    assert cache._size <= 10_000 and len(cache._entries) == 3
-    db.close()
 
 
 def test_a_copy_whose_donor_is_deleted_meanwhile_is_not_stored_done(tmp_path):

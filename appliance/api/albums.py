@@ -94,10 +94,10 @@ def remove_from_album(ctx, req: RemoveFromAlbum) -> Message:
     return Message(message=f"Image removed from album '{req.album_name}'")
 
 
-@routes.get("/albums/view-album", query=ViewAlbumQuery, response=AlbumPhotos, errors=(404,))
-def view_album(ctx, req: ViewAlbumQuery) -> AlbumPhotos:
+@routes.get("/albums/view-album", query=ViewAlbumQuery, response=AlbumPhotos, errors=(404,), cached=("albums",))
+def view_album(ctx, req: ViewAlbumQuery) -> bytes:
     """An album's photos in the order they were added."""
-    return AlbumPhotos(**albums.view(ctx.db, req.album_name))
+    return albums.view_json(ctx.db, req.album_name)
 
 
 @routes.put("/albums/edit-album-description", body=EditDescription, response=Message, errors=(404,))
@@ -107,7 +107,7 @@ def edit_album_description(ctx, req: EditDescription) -> Message:
     return Message(message=f"Description of album '{req.name}' updated")
 
 
-@routes.get("/albums/view-all", response=AllAlbums, cached=True)
-def view_all(ctx) -> AllAlbums:
+@routes.get("/albums/view-all", response=AllAlbums, cached=("albums",))
+def view_all(ctx) -> bytes:
     """Every album with its photos."""
-    return AllAlbums(albums=albums.view_all(ctx.db))
+    return albums.view_all_json(ctx.db, ctx.cache)

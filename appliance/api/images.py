@@ -86,11 +86,10 @@ class JobProgress(BaseModel):
     failures: list[JobFailure] = Field(description="The first 100 failed files with their reasons.")
 
 
-@routes.get("/images/all-images", query=PageQuery, response=ImageList, cached=True)
-def all_images(ctx, req: PageQuery) -> ImageList:
+@routes.get("/images/all-images", query=PageQuery, response=ImageList, cached=("library",))
+def all_images(ctx, req: PageQuery) -> bytes:
     """Every indexed image, sorted by path; paged with offset and limit."""
-    paths, total = catalog.all_paths(ctx.db, req.offset, req.limit)
-    return ImageList(images=paths) if total is None else ImageList(images=paths, total=total)
+    return catalog.all_paths_json(ctx.db, req.offset, req.limit)
 
 
 def indexed_image(ctx, raw: str):
@@ -166,10 +165,10 @@ def delete_image(ctx, req: DeleteImage) -> Message:
     return Message(message=f"Image {path} removed from the index")
 
 
-@routes.get("/images/all-image-objects", response=AllImageObjects, cached=True)
-def all_image_objects(ctx) -> AllImageObjects:
+@routes.get("/images/all-image-objects", response=AllImageObjects, cached=("objects",))
+def all_image_objects(ctx) -> bytes:
     """The object classes of every analysed image."""
-    return AllImageObjects(data=catalog.classes_by_image(ctx.db))
+    return catalog.classes_by_image_json(ctx.db)
 
 
 @routes.get("/images/class-ids", query=PathQuery, response=ImageObjects, errors=(403, 404))

@@ -83,6 +83,8 @@ def openapi_document(routes: Iterable[Route], version: str, token_required: bool
             str(status): {"description": "Success", **_success(route, success)}
             for status in (route.status, *route.also)
         }
+        if route.cached:
+            operation["responses"]["304"] = {"description": "Not modified: If-None-Match holds the current ETag."}
         error_ref = refs[(ErrorBody, "serialization")]
         for status in sorted(error_statuses(route, token_required)):
             operation["responses"][str(status)] = {"description": ERROR_MEANINGS[status], **_json(error_ref)}
