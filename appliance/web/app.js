@@ -1,11 +1,14 @@
 // The appliance's web page: plain JavaScript modules over the documented routes, no build step.
-// This module owns the views, the photo list on show (timeline, search, a person, an album) and the token.
+// This module owns the views, the photo list on show (timeline, search, a person's photos, an album) and the
+// token.
 
 import { $, act, api, clearMessages, plural, query, report, say, saveToken, token, whenTokenNeeded } from "./api.js";
 import { loadAlbums, setupAlbums } from "./albums.js";
 import { setupFolders } from "./folders.js";
 import { CHUNK, PhotoGrid } from "./grid.js";
-import { loadPeople } from "./people.js";
+import { loadPeople, setupPeople } from "./people.js";
+import { openPerson, setupPerson } from "./person.js";
+import { setupPicker } from "./picker.js";
 import { loadStatus } from "./status.js";
 import { Viewer } from "./viewer.js";
 
@@ -41,8 +44,9 @@ function show(view) {
   state.view = view;
   document.body.classList.toggle("locked", view === "token"); // nothing else works before the token
   for (const section of document.querySelectorAll("main > section")) section.hidden = section.id !== `${view}-view`;
+  const tab = view === "person" ? "people" : view; // a person's page is part of People
   for (const button of document.querySelectorAll("nav button")) {
-    if (button.dataset.view === view) button.setAttribute("aria-current", "page");
+    if (button.dataset.view === tab) button.setAttribute("aria-current", "page");
     else button.removeAttribute("aria-current");
   }
 }
@@ -51,7 +55,7 @@ function go(view) {
   clearMessages();
   $("search").value = ""; // another view: the last search is over
   if (view === "gallery") openGallery({ kind: "timeline", q: "" });
-  if (view === "people") { show("people"); act($("people-error"), () => loadPeople(openPerson)); }
+  if (view === "people") { show("people"); act($("people-error"), loadPeople); }
   if (view === "albums") { show("albums"); act($("album-form-error"), () => loadAlbums(openAlbum)); }
   if (view === "add") { show("add"); $("folder-path").focus(); }
   if (view === "status") { show("status"); act($("status-error"), loadStatus); }
@@ -162,7 +166,7 @@ function markYear() {
   }
 }
 
-function openPerson(person, name) { openGallery({ kind: "person", person: String(person), name }); }
+function openPhotosOf(person, name) { openGallery({ kind: "person", person: String(person), name }); }
 function openAlbum(album) { openGallery({ kind: "album", album }); }
 
 // -- selecting photos and putting them in albums ------------------------------------------------------------
@@ -276,6 +280,9 @@ $("remove-selected").addEventListener("click", removeSelected);
 $("clear-selection").addEventListener("click", () => { clearMessages(); clearSelection(); });
 $("token-form").addEventListener("submit", unlock);
 whenTokenNeeded(showToken);
+setupPeople((person) => act($("person-error"), () => openPerson(person)));
+setupPerson({ show, openPhotos: openPhotosOf, openViewer: (sequence, index) => viewer.open(sequence, index) });
+setupPicker();
 setupAlbums(openAlbum);
 setupFolders((busy) => { state.busy = busy; });
 

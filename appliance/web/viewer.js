@@ -14,7 +14,7 @@ export class Viewer {
     $("viewer-prev").addEventListener("click", () => this.step(-1));
     $("viewer-next").addEventListener("click", () => this.step(1));
     $("viewer-close").addEventListener("click", () => this.dialog.close());
-    this.dialog.addEventListener("close", () => this.onClose(this.index));
+    this.dialog.addEventListener("close", () => (this.sequence.onClose || this.onClose)(this.index));
     this.dialog.addEventListener("keydown", (event) => this.key(event));
     for (const kind of ["objects", "faces"]) {
       $(`show-${kind}`).addEventListener("change", (event) => {
@@ -24,7 +24,7 @@ export class Viewer {
     this.swipes($("viewer-stage"));
   }
 
-  // sequence: { count, itemAt(index) -> Promise<{ path, taken, ready }> }
+  // sequence: { count, itemAt(index) -> Promise<{ path, taken, ready }>, onClose?(index) instead of the viewer's }
   open(sequence, index) {
     this.sequence = sequence;
     if (!this.dialog.open) this.dialog.showModal();
