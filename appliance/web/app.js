@@ -36,7 +36,10 @@ const grid = new PhotoGrid($("grid"), {
   },
   onError: (error) => report($("gallery-error"), error),
 });
-const viewer = new Viewer({ onClose: (index) => grid.reveal(index) });
+const viewer = new Viewer({
+  onClose: (index) => grid.reveal(index),
+  onPerson: (person) => { $("search").value = ""; act($("person-error"), () => openPerson(person)); },
+});
 
 // -- views ------------------------------------------------------------------------------------------------
 

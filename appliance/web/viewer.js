@@ -1,20 +1,29 @@
 // The full-screen viewer: one photo with its objects and faces outlined, its date, people, albums and
-// objects; previous and next with the arrow keys, the buttons or a swipe; Escape closes.
+// objects; previous and next with the arrow keys, the buttons or a swipe; Escape closes. Each face's name
+// opens that person's page.
 
 import { $, act, api, basename, dayName, imageUrl, query } from "./api.js";
+import { UNSORTED } from "./people.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const SWIPE = 50; // pixels a finger must travel sideways to turn the photo
 
 export class Viewer {
-  constructor({ onClose }) {
+  // onClose(index): the viewer was closed on that photo; onPerson(personId): a face's name was chosen (null:
+  // a face that belongs to nobody yet).
+  constructor({ onClose, onPerson }) {
     this.dialog = $("viewer");
     this.onClose = onClose;
+    this.onPerson = onPerson;
+    this.leaving = false;
     this.shown = 0; // bumped at every photo, so answers for a photo no longer shown are dropped
     $("viewer-prev").addEventListener("click", () => this.step(-1));
     $("viewer-next").addEventListener("click", () => this.step(1));
     $("viewer-close").addEventListener("click", () => this.dialog.close());
-    this.dialog.addEventListener("close", () => (this.sequence.onClose || this.onClose)(this.index));
+    this.dialog.addEventListener("close", () => {
+      if (!this.leaving) (this.sequence.onClose || this.onClose)(this.index);
+      this.leaving = false;
+    });
     this.dialog.addEventListener("keydown", (event) => this.key(event));
     for (const kind of ["objects", "faces"]) {
       $(`show-${kind}`).addEventListener("change", (event) => {
@@ -73,7 +82,7 @@ export class Viewer {
         api("GET", `/tag/faces?${path}`),
       ]);
       if (shown !== this.shown) return;
-      this.drawBoxes(objects.objects, faces.faces, details.people);
+      this.drawBoxes(objects.objects, faces.faces);
       this.showFacts(details);
     });
   }
@@ -95,27 +104,44 @@ export class Viewer {
     original.src = imageUrl("original", item.path);
   }
 
-  drawBoxes(objects, faces, people) {
-    const names = new Map(people.map((p) => [p.person_id, p.name || `Person ${p.person_id}`]));
+  // Objects' names repeat the facts below the photo (hidden from screen readers); a face's name is a button
+  // to its person's page.
+  drawBoxes(objects, faces) {
     const boxes = [];
     const labels = [];
     for (const o of objects) {
       boxes.push(rect(o.box, "object"));
-      labels.push(label(o.box, "object", o.label, "top"));
+      const text = label(o.box, "object", "span", o.label);
+      text.setAttribute("aria-hidden", "true");
+      labels.push(text);
     }
     for (const f of faces) {
       boxes.push(rect(f.box, "face"));
-      labels.push(label(f.box, "face", names.get(f.person_id) || `Person ${f.person_id}`, "bottom"));
+      const name = f.person_id === null ? UNSORTED : f.name || "Unnamed";
+      const button = label(f.box, "face", "button", name);
+      button.type = "button";
+      button.setAttribute("aria-label", `${name}: open ${f.person_id === null ? "the faces not sorted yet" : "their page"}`);
+      button.addEventListener("click", () => this.leave(() => this.onPerson(f.person_id)));
+      labels.push(button);
     }
     $("viewer-boxes").replaceChildren(...boxes);
     $("viewer-labels").replaceChildren(...labels);
+  }
+
+  // Closed for another view: the focus goes there, not back to the photo's tile.
+  leave(then) {
+    this.leaving = true;
+    this.dialog.close();
+    then();
   }
 
   showFacts(details) {
     const taken = details.taken
       ? `${dayName(details.taken)}, ${details.taken.slice(11, 16)} (${details.dated_by === "exif" ? "camera's date" : "file's date"})`
       : "Not known yet";
-    const people = details.people.map((p) => p.name || `Person ${p.person_id} (no name yet)`);
+    const named = details.people.filter((p) => p.name).map((p) => p.name);
+    const unnamed = details.people.length - named.length;
+    const people = unnamed ? [...named, unnamed === 1 ? "someone without a name" : `${unnamed} people without a name`] : named;
     const facts = [
       ["Taken", taken],
       ["People", people.join(", ") || (details.status === "done" ? "Nobody found" : "—")],
@@ -140,12 +166,12 @@ function rect([x1, y1, x2, y2], kind) {
   return box;
 }
 
-// A name beside its box, in HTML: SVG text would be stretched with the photo. Above a box at the top edge
-// there is no room: the label goes inside it.
-function label([x1, y1, , y2], kind, text, where) {
-  const inside = where === "top" && y1 < 0.06 ? " inside" : "";
-  const span = Object.assign(document.createElement("span"), { className: `label ${kind}${inside}`, textContent: text });
-  span.style.left = `${x1 * 100}%`;
-  span.style.top = `${(where === "top" ? y1 : y2) * 100}%`;
-  return span;
+// A name beside its box, in HTML: SVG text would be stretched with the photo. An object's goes above its box,
+// a face's below; at the photo's edge there is no room, and the label goes inside the box.
+function label([x1, y1, , y2], kind, tag, text) {
+  const inside = kind === "object" ? y1 < 0.06 : y2 > 0.94;
+  const element = Object.assign(document.createElement(tag), { className: `label ${kind}${inside ? " inside" : ""}`, textContent: text });
+  element.style.left = `${x1 * 100}%`;
+  element.style.top = `${(kind === "object" ? y1 : y2) * 100}%`;
+  return element;
 }
