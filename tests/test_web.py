@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from .conftest import PHOTOS, PROJECT, make_images
+from .conftest import FACES, PHOTOS, PROJECT, make_images
 
 CHROMIUM = "/usr/bin/chromium"
 AXE = PROJECT / "tests" / "web" / "node_modules" / "axe-core" / "axe.min.js"
@@ -90,7 +90,7 @@ class Watched:
         self.errors: list[str] = []
         self.failed: list[str] = []
         self.requested: list[str] = []
-        self.dialog_answer = ""
+        self.questions: list[str] = []  # what confirm() asked, each answered yes
         self.page.on("request", lambda request: self.requested.append(request.url))
         self.page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
         self.page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
@@ -99,7 +99,8 @@ class Watched:
         self.page.goto(url + "/")
 
     def answer(self, dialog) -> None:
-        dialog.accept(self.dialog_answer) if dialog.type == "prompt" else dialog.accept()
+        self.questions.append(dialog.message)
+        dialog.accept()
 
     def assert_clean(self, *expected: str) -> None:
         """Nothing went wrong but the refusals the test provoked ("403 /images/add-folder"), each of which the
@@ -299,16 +300,16 @@ def test_timeline_search_viewer_and_albums(open_page, client, library):
     expect(page.locator("#gallery-empty")).to_contain_text("No photos match “unicorn”")
     assert_accessible(page, "search without results")
 
-    # People: name Aamir, then "Aamir beach" is his photo at the beach, not the collage.
+    # People: name Aamir on his page, then "Aamir beach" is his photo at the beach, not the collage.
     view(page, "people")
-    aamir = page.locator(f".person[title='{paths['amir_khan.png']}']")
-    expect(aamir).to_contain_text("· 2")
-    watched.dialog_answer = "Aamir Khan"
-    page.locator(f"div:has(> .person[title='{paths['amir_khan.png']}']) > button.rename").click()
-    expect(aamir).to_contain_text("Aamir Khan · 2")
+    aamir = page.locator(f"#people .person[data-cover='{paths['amir_khan.png']}']")
+    expect(aamir).to_contain_text("Unnamed2 photos")
     assert_accessible(page, "people")
-    shot(page, "people")
     aamir.locator(".open").click()
+    page.fill("#person-name", "Aamir Khan")
+    page.click("#person-rename button")
+    expect(page.locator("#person-title")).to_have_text("Aamir Khan")
+    page.click("#person-photos")
     expect(page.locator("#gallery-title")).to_have_text("Aamir Khan")
     assert_shows(page, {paths["amir_khan.png"], paths["three_khans.png"]})
     search(page, "Aamir")
@@ -437,6 +438,198 @@ def swipe(page, selector: str, dx: int) -> None:
     page.mouse.down()
     page.mouse.move(x + dx, y, steps=5)
     page.mouse.up()
+
+
+# -- people -------------------------------------------------------------------------------------------------------
+
+
+def person_of(client, path: Path) -> int | None:
+    (face,) = client.get("/tag/faces", params={"path": str(path)}).json()["faces"]
+    return face["person_id"]
+
+
+def face_crops_loaded(page, within: str) -> None:
+    """Every image in `within` is a face crop (160 x 160) that has arrived."""
+    page.wait_for_function(
+        """within => {
+            const images = [...document.querySelectorAll(`${within} img`)];
+            return images.length > 0
+                && images.every(i => i.src.includes('/tag/faces/') && i.complete && i.naturalWidth === 160);
+        }""",
+        arg=within,
+    )
+
+
+def faces_shown(page) -> set[str]:
+    return {Path(path).name for path in page.eval_on_selector_all("#faces li", "ls => ls.map(l => l.dataset.path)")}
+
+
+def test_people_are_faces_to_name_merge_take_out_move_and_hide(open_page, client):
+    """The LFW faces (four people): People tiles are face crops; on a person's page a rename, a merge through
+    the picker, "Not Abdullah" (the face goes to "Not sorted yet"), a move back, a face's name in the viewer
+    leading to its person, hiding and showing again; then on a phone."""
+    client.ingest(FACES)
+    aaron, abdullah, aicha, frank = (
+        person_of(client, FACES / name)
+        for name in ("Aaron_Peirsol_0001.jpg", "Abdullah_0002.jpg", "Aicha_El_Ouafi_0001.jpg", "Frank_Solich_0001.jpg")
+    )
+    client.put(f"/tag/people/{frank}", json={"name": "Frank Solich"})
+    watched = open_page(client)
+    page = watched.page
+
+    # People: four tiles, each a crop of a face, with a name (or "Unnamed") and a count; nothing unsorted
+    view(page, "people")
+    people = page.locator("#people li.person")
+    expect(people).to_have_count(4)
+    face_crops_loaded(page, "#people")
+    expect(page.locator("#people-summary")).to_have_text("4 people")
+    expect(page.locator("#people li.unsorted")).to_have_count(0)
+    expect(page.locator("#show-hidden-label")).to_be_hidden()  # nobody is hidden
+    expect(page.locator(f"#people li[data-person='{frank}']")).to_contain_text("Frank Solich3 photos")
+    tile = page.locator(f"#people li[data-person='{abdullah}']")
+    expect(tile).to_contain_text("Unnamed3 photos")
+
+    # A person's page: their faces as crops, asked for a page at a time; a name
+    tile.locator(".open").click()
+    title = page.locator("#person-title")
+    expect(title).to_have_text("Unnamed")
+    expect(title).to_be_focused()
+    expect(page.locator("nav button[data-view=people]")).to_have_attribute("aria-current", "page")
+    faces = page.locator("#faces li.face")
+    expect(faces).to_have_count(3)
+    face_crops_loaded(page, "#faces")
+    assert faces_shown(page) == {"Abdullah_0002.jpg", "Abdullah_0003.jpg", "Abdullah_0004.jpg"}
+    assert any(f"/tag/people/{abdullah}/faces?offset=0&limit=61" in url for url in watched.requested)
+    expect(page.locator("#faces-more")).to_be_hidden()
+    page.fill("#person-name", "Abdullah")
+    page.click("#person-rename button")
+    expect(page.locator("#person-notice")).to_have_text("Named Abdullah.")
+    expect(title).to_have_text("Abdullah")
+    expect(page.locator("#person-summary")).to_have_text("3 photos")
+    expect(faces.first.get_by_role("button", name="Not Abdullah")).to_be_visible()
+
+    # Merge Aaron into Abdullah: the picker shows the others by their faces; nothing ticked is an error there
+    page.click("#person-merge")
+    picker = page.locator("#picker")
+    expect(picker).to_be_visible()
+    expect(page.locator("#picker-title")).to_have_text("Merge into Abdullah")
+    expect(picker.locator("li")).to_have_count(3)
+    face_crops_loaded(page, "#picker-people")
+    page.click("#picker-submit")
+    expect(page.locator("#picker-error")).to_have_text("Tick at least one person.")
+    assert_accessible(page, "merge picker")
+    page.check(f"#picker-people input[value='{aaron}']")
+    page.click("#picker-submit")
+    expect(picker).to_be_hidden()
+    expect(page.locator("#person-notice")).to_have_text(
+        "Merged an unnamed person (2 photos) into Abdullah: 5 photos now."
+    )
+    assert watched.questions[-1].startswith("Merge an unnamed person (2 photos) into Abdullah? Their faces become")
+    expect(faces).to_have_count(5)
+    face_crops_loaded(page, "#faces")
+    clusters = client.get("/tag/clusters").json()["clusters"]
+    assert str(aaron) not in clusters and len(clusters[str(abdullah)]) == 5
+    assert_accessible(page, "person")
+    shot(page, "person")
+
+    # The keyboard reaches every face's buttons, and shows where it is
+    page.focus("#person-name")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.matches('#faces .actions button')"):
+            break
+    assert page.evaluate("document.activeElement.matches('#faces .actions button')"), "a face's button by Tab"
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+
+    # Not Abdullah: Aaron's face leaves (the focus goes on to the next face) and waits under "Not sorted yet"
+    aaron_face = page.locator(f"#faces li[data-path='{FACES / 'Aaron_Peirsol_0001.jpg'}']")
+    aaron_face.get_by_role("button", name="Not Abdullah").click()
+    expect(faces).to_have_count(4)
+    expect(page.locator("#faces-notice")).to_have_text(
+        "Took the face in Aaron_Peirsol_0001.jpg out of Abdullah: it is under “Not sorted yet” now."
+    )
+    assert page.evaluate("document.activeElement.matches('#faces li.face .open')")
+    assert person_of(client, FACES / "Aaron_Peirsol_0001.jpg") is None
+    page.click("#person-view .back")
+    unsorted = page.locator("#people li.unsorted")
+    expect(unsorted).to_contain_text("Not sorted yet1 photo")
+    face_crops_loaded(page, "#people")
+    shot(page, "people")
+    unsorted.locator(".open").click()
+    expect(title).to_have_text("Not sorted yet")
+    expect(page.locator("#person-actions")).to_be_hidden()
+    expect(page.locator("#person-about")).to_contain_text("Move one to the person it is")
+    expect(faces).to_have_count(1)
+    assert faces_shown(page) == {"Aaron_Peirsol_0001.jpg"}
+    face_crops_loaded(page, "#faces")
+    assert_accessible(page, "not sorted yet")
+
+    # In the viewer that face is "Not sorted yet"; closing it comes back to the face
+    faces.first.locator(".open").click()
+    expect(page.locator("#viewer")).to_be_visible()
+    expect(page.locator("#viewer-title")).to_have_text("Aaron_Peirsol_0001.jpg")
+    expect(page.locator("#viewer-labels .face")).to_have_text(["Not sorted yet"])
+    page.keyboard.press("Escape")
+    expect(faces.first.locator(".open")).to_be_focused()
+
+    # Move it back to Abdullah, found by name in the picker
+    faces.first.get_by_role("button", name="Move").click()
+    expect(picker.locator("li")).to_have_count(3)
+    page.fill("#picker-filter", "abd")
+    expect(picker.locator("li:visible")).to_have_count(1)
+    page.check(f"#picker-people input[value='{abdullah}']")
+    page.click("#picker-submit")
+    expect(page.locator("#faces-notice")).to_have_text("Moved the face in Aaron_Peirsol_0001.jpg to Abdullah.")
+    expect(page.locator("#faces-empty")).to_contain_text("No faces are waiting")
+    expect(faces).to_have_count(0)
+    assert person_of(client, FACES / "Aaron_Peirsol_0001.jpg") == abdullah
+
+    # From a photo, a face's name leads to its person's page
+    search(page, "Frank_Solich_0001")
+    page.locator("#grid .tile .open").first.click()
+    label = page.locator("#viewer-labels .face")
+    expect(label).to_have_text(["Frank Solich"])
+    label.click()
+    expect(page.locator("#viewer")).to_be_hidden()
+    expect(title).to_have_text("Frank Solich")
+    expect(faces).to_have_count(3)
+    assert faces_shown(page) == {"Frank_Solich_0001.jpg", "Frank_Solich_0002.jpg", "Frank_Solich_0004.jpg"}
+
+    # Hide him: gone from People and from /tag/clusters, until shown again
+    page.click("#person-hide")
+    expect(page.locator("#people-view")).to_be_visible()
+    expect(page.locator("#people-notice")).to_contain_text("Frank Solich is hidden")
+    expect(people).to_have_count(2)
+    expect(page.locator(f"#people li[data-person='{frank}']")).to_have_count(0)
+    expect(page.locator("#people-summary")).to_have_text("2 people · 1 hidden")
+    assert str(frank) not in client.get("/tag/clusters").json()["clusters"]
+    page.check("#show-hidden")
+    hidden = page.locator(f"#people li[data-person='{frank}']")
+    expect(hidden).to_contain_text("hidden")
+    assert_accessible(page, "people, hidden shown")
+    hidden.get_by_role("button", name="Show again: Frank Solich").click()
+    expect(page.locator("#people-notice")).to_have_text("Frank Solich is shown again.")
+    assert str(frank) in client.get("/tag/clusters").json()["clusters"]
+    page.uncheck("#show-hidden")
+    expect(people).to_have_count(3)
+
+    # A phone: nothing scrolls sideways
+    page.set_viewport_size(PHONE)
+    face_crops_loaded(page, "#people")
+    assert_no_sideways_scroll(page, "phone people")
+    page.locator(f"#people li[data-person='{abdullah}'] .open").click()
+    expect(faces).to_have_count(5)
+    face_crops_loaded(page, "#faces")
+    assert_no_sideways_scroll(page, "phone person")
+    assert_accessible(page, "phone person")
+    page.click("#person-merge")
+    face_crops_loaded(page, "#picker-people")
+    assert_no_sideways_scroll(page, "phone picker")
+    shot(page, "phone-picker")
+    page.keyboard.press("Escape")
+    expect(picker).to_be_hidden()
+    expect(page.locator("#person-merge")).to_be_focused()
+    watched.assert_clean()
 
 
 def test_status_says_what_is_wrong_in_words(open_page, client):
