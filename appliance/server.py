@@ -16,6 +16,7 @@ from .db import Database
 from .errors import StartupError
 from .faces import FaceIndex
 from .http import make_server
+from .memory import tune_allocator
 from .paths import LibraryRoots
 from .pipeline import PipelineFactory
 from .supervisor import Supervisor
@@ -123,6 +124,7 @@ class Appliance:
 
 def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly."""
+    tune_allocator()
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
