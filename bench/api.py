@@ -241,7 +241,7 @@ def main() -> None:
                 if versioned:
                     row(route, "304", hammer(base, route, 1, args.requests, conditional=True))
             print(f"-- {args.clients} clients")
-            for route in (ALL_IMAGES, VIEW_ALL):
+            for route in (ALL_IMAGES, VIEW_ALL, OBJECTS):
                 row(route, "miss", hammer(base, route, args.clients, args.requests, writes.before))
                 if route == VIEW_ALL and versioned:
                     every = hammer(base, route, args.clients, args.requests, writes.every_album)

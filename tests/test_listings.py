@@ -238,6 +238,42 @@ def test_requests_that_miss_one_body_together_render_it_once(seeded, monkeypatch
     assert len(calls) == 1 and {a.content for a in answers} == {expected(seeded)["/images/all-images"]}
 
 
+def test_misses_during_a_render_wait_for_it_and_then_share_one_render_of_what_is_current(seeded, monkeypatch):
+    """Writers and readers together (an ingest, 16 clients that each write and read): one render of a listing
+    at a time, never one per request; and each reader still sees the write it made before asking."""
+    running, most, renders = [], [], []
+    lock = threading.Lock()
+    real = catalog.all_paths_json
+
+    def slow(*args):
+        with lock:
+            running.append(1)
+            most.append(len(running))
+        time.sleep(0.4)
+        try:
+            return real(*args)
+        finally:
+            with lock:
+                running.pop()
+                renders.append(1)
+
+    monkeypatch.setattr(catalog, "all_paths_json", slow)
+    first = threading.Thread(target=lambda: requests.get(seeded.url + "/images/all-images", timeout=30))
+    first.start()
+    time.sleep(0.1)  # its render is under way
+
+    def write_then_read(n: int) -> tuple[str, list[str]]:
+        execute(seeded, "UPDATE images SET missing_since = 'now' WHERE path = ?", TRICKY[n])
+        return TRICKY[n], requests.get(seeded.url + "/images/all-images", timeout=30).json()["images"]
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(write_then_read, range(6)))
+    first.join(30)
+    assert all(gone not in listed for gone, listed in answers)  # each reader sees its own write
+    assert max(most) == 1, f"{max(most)} renders of one listing at once"
+    assert len(renders) <= 3, f"{len(renders)} renders for 7 requests"
+
+
 def test_gzip_when_asked_for_a_large_body(seeded):
     execute(
         seeded,

@@ -252,6 +252,11 @@ class ResponseCache:
                 del self._flights[key, versions]
             flight.done.set()
 
+    def rendering_other(self, key: str, versions: tuple) -> threading.Event | None:
+        """When this body is being rendered for other versions: the event set once that render is done."""
+        with self._lock:
+            return next((f.done for (k, v), f in self._flights.items() if k == key and v != versions), None)
+
     def etag(self, key: str, versions: tuple, coding: str = "") -> str:
         digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
         return f'"{self._instance}-{digest}-{".".join(map(str, versions))}{coding}"'
@@ -285,16 +290,25 @@ def cached_answer(route: Route, context: Any, parsed: list[Any], request: bottle
     rendering when the client holds it. Versions and body are read in one transaction, so they agree."""
     cache, db, key = context.cache, context.db, cache_key(route, parsed)
     headers = {"Cache-Control": "no-cache", "Vary": "Accept-Encoding", "Content-Type": "application/json"}
-    with db.snapshot():
-        # db.generation is read before the transaction's first read, so the body is at least that new.
-        versions = (db.generation,) if route.cached is True else db.listing_versions(route.cached)
-        etag, packed_etag = cache.etag(key, versions), cache.etag(key, versions, "-gz")
-        for held in (etag, packed_etag):
-            if matches(request.get_header("If-None-Match", ""), held):
-                return bottle.HTTPResponse(status=304, headers={**headers, "ETag": held})
-        body = cache.get(key, versions)
+    body, waited = None, False
+    while body is None:
+        with db.snapshot():
+            # db.generation is read before the transaction's first read, so the body is at least that new.
+            versions = (db.generation,) if route.cached is True else db.listing_versions(route.cached)
+            etag, packed_etag = cache.etag(key, versions), cache.etag(key, versions, "-gz")
+            for held in (etag, packed_etag):
+                if matches(request.get_header("If-None-Match", ""), held):
+                    return bottle.HTTPResponse(status=304, headers={**headers, "ETag": held})
+            body = cache.get(key, versions)
+            rendering = None if body is not None or waited else cache.rendering_other(key, versions)
+            if body is None and rendering is None:
+                body = cache.render_once(key, versions, lambda: render(route.handler(context, *parsed)))
         if body is None:
-            body = cache.render_once(key, versions, lambda: render(route.handler(context, *parsed)))
+            # An older version of this body is being rendered: wait for it once, then render (or join the
+            # render of) what is current by then, with whoever waited too. During an ingest or with many
+            # writing clients, a listing is rendered a few times at once at most, not once per request.
+            rendering.wait()
+            waited = True
     if accepts_gzip(request) and len(body) >= GZIP_MIN_BYTES:
         packed = cache.get(key + " gzip", versions)
         if packed is None:
