@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 
 import numpy as np
 import pytest
 
 from appliance.datadir import DATABASE_FILE
-from appliance.db import connect
+from appliance.db import Database, connect
+from appliance.faces import answers
 from appliance.faces.cluster import Faces, group_faces, stable_ids
 from appliance.infer.embedder import TEMPLATE, similarity_transform
 
@@ -251,3 +253,52 @@ def test_small_faces_in_a_group_photo_are_found_through_person_boxes(tmp_path):
     similarity = analysis.face_vectors @ analysis.face_vectors.T
     np.fill_diagonal(similarity, -1.0)
     assert (similarity.max(axis=1) > 0.9).all(), similarity.max(axis=1)
+
+
+def test_match_reads_more_of_the_graph_until_the_top_pairs_are_certain(tmp_path):
+    """The strongest edges join two photos of one person many times over, and a photo gone from disk: the
+    first edges read make fewer pairs than asked, and the answer is still exactly the whole graph's."""
+    db = Database(tmp_path / DATABASE_FILE)
+    rng = np.random.default_rng(3)
+    faces_of = {1: 10, 2: 10, 3: 2, 4: 2} | {image: 1 for image in range(5, 40)}
+    with db.write() as conn:
+        for image, count in faces_of.items():
+            missing = "2024-01-01T00:00:00Z" if image == 3 else None
+            conn.execute(
+                "INSERT INTO images (id, path, status, missing_since) VALUES (?, ?, 'done', ?)",
+                (image, f"/p/{image:02d}.jpg", missing),
+            )
+            conn.executemany(
+                "INSERT INTO faces (image_id, score, x1, y1, x2, y2, keypoints) VALUES (?, 0.9, 0, 0, 1, 1, '[]')",
+                [(image,)] * count,
+            )
+        face_image = dict(conn.execute("SELECT id, image_id FROM faces"))
+        by_image = {image: [f for f, i in face_image.items() if i == image] for image in faces_of}
+        edges = {pair: 0.99 - 0.0001 * n for n, pair in enumerate(itertools.product(by_image[1], by_image[2]))}
+        edges |= {(a, b): 0.995 for a in by_image[3] for b in by_image[4]}  # the strongest, of a photo gone
+        faces = list(face_image)
+        for _ in range(400):
+            a, b = rng.choice(faces, 2, replace=False)
+            edges[int(a), int(b)] = float(rng.choice([0.8, 0.7, 0.6, 0.55, 0.3]))  # ties on purpose
+        conn.executemany(
+            "INSERT INTO face_neighbours (face_id, neighbour_id, similarity) VALUES (?, ?, ?)"
+            " ON CONFLICT DO UPDATE SET similarity = excluded.similarity",
+            [(a, b, s) for (a, b), s in edges.items()],
+        )
+        stored = conn.execute("SELECT face_id, neighbour_id, similarity FROM face_neighbours").fetchall()
+
+    def whole_graph(threshold: float, limit: int) -> list[dict]:
+        best: dict[tuple[str, str], float] = {}
+        for a, b, similarity in stored:
+            ia, ib = face_image[a], face_image[b]
+            if similarity >= threshold and ia != ib and 3 not in (ia, ib):
+                pair = tuple(sorted((f"/p/{ia:02d}.jpg", f"/p/{ib:02d}.jpg")))
+                best[pair] = max(best.get(pair, similarity), similarity)
+        ranked = sorted(best, key=lambda pair: (-best[pair], pair))[:limit]
+        return [{"image1": a, "image2": b, "similarity": round(best[a, b], 4)} for a, b in ranked]
+
+    for threshold, limit in [(0.5, 1), (0.5, 3), (0.5, 20), (0.5, 1000), (0.65, 5), (0.99, 10), (0.999, 10)]:
+        assert answers.matches(db, threshold, limit) == whole_graph(threshold, limit), (threshold, limit)
+    top = answers.matches(db, 0.5, 3)[0]
+    assert (top["image1"], top["image2"]) == ("/p/01.jpg", "/p/02.jpg") and top["similarity"] > 0.98
+    db.close()

@@ -36,22 +36,33 @@ def related_images(db: Database, store: FaceVectors, image_id: int, limit: int =
 
 
 def matches(db: Database, threshold: float, limit: int) -> list[dict]:
-    """Pairs of different images that share a person, each once, most similar first: one pass over the kNN
-    graph's edges."""
-    rows = (
-        db.read()
-        .execute(
-            "SELECT min(ia.path, ib.path), max(ia.path, ib.path), max(n.similarity) AS similarity"
-            " FROM face_neighbours n JOIN faces fa ON fa.id = n.face_id JOIN faces fb ON fb.id = n.neighbour_id"
-            " JOIN images ia ON ia.id = fa.image_id JOIN images ib ON ib.id = fb.image_id"
-            " WHERE n.similarity >= ? AND fa.image_id != fb.image_id"
-            " AND ia.status = 'done' AND ia.missing_since IS NULL AND ib.status = 'done' AND ib.missing_since IS NULL"
-            " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT ?",
-            (threshold, limit),
-        )
-        .fetchall()
-    )
-    return [{"image1": a, "image2": b, "similarity": round(s, 4)} for a, b, s in rows]
+    """Pairs of different images that share a person, each once, most similar first, from the kNN graph's
+    strongest edges: the top edges are read (a bounded sort of one column, no join over the whole graph), and
+    four times as many again until the pairs found rank before any edge left unread."""
+    edges = limit * 4
+    with db.snapshot() as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT n.similarity, ia.path, ib.path, fa.image_id != fb.image_id"
+                " AND ia.status = 'done' AND ia.missing_since IS NULL"
+                " AND ib.status = 'done' AND ib.missing_since IS NULL"
+                " FROM (SELECT face_id, neighbour_id, similarity FROM face_neighbours WHERE similarity >= ?"
+                "  ORDER BY similarity DESC LIMIT ?) n"
+                " LEFT JOIN faces fa ON fa.id = n.face_id LEFT JOIN faces fb ON fb.id = n.neighbour_id"
+                " LEFT JOIN images ia ON ia.id = fa.image_id LEFT JOIN images ib ON ib.id = fb.image_id",
+                (threshold, edges),
+            ).fetchall()
+            best: dict[tuple[str, str], float] = {}
+            for similarity, a, b, shown in rows:
+                if shown:
+                    pair = (a, b) if a < b else (b, a)
+                    best[pair] = max(best.get(pair, similarity), similarity)
+            ranked = sorted(best, key=lambda pair: (-best[pair], pair))[:limit]
+            # Done when every edge was read, or when an unread edge (no stronger than the weakest read) could
+            # not make a pair that ranks among these.
+            if len(rows) < edges or (len(ranked) == limit and best[ranked[-1]] > min(row[0] for row in rows)):
+                return [{"image1": a, "image2": b, "similarity": round(best[a, b], 4)} for a, b in ranked]
+            edges *= 4
 
 
 def clusters(db: Database, min_size: int = 1) -> dict[str, list[str]]:
