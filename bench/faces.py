@@ -78,14 +78,22 @@ def seed(db: Database, index: FaceIndex, vectors: np.ndarray) -> int:
     return images
 
 
-def build_graph(db: Database, vectors: np.ndarray) -> None:
-    """What FaceIndex.repair does for a library without a graph (face ids here are row + 1)."""
-    for found in graph.blocked_knn(vectors, graph.NEIGHBOURS):
-        with db.write(durable=False) as conn:
-            conn.executemany(
-                "INSERT INTO face_neighbours (face_id, neighbour_id, similarity) VALUES (?, ?, ?)",
-                ((int(i) + 1, int(j) + 1, s) for s, i, j in found.tolist()),
-            )
+def build_graph(db: Database, vectors: np.ndarray, person: np.ndarray | None = None) -> None:
+    """What FaceIndex.repair does for a library without a graph (face ids here are row + 1). With `person`,
+    each person's faces are searched among that person's only: the same strong edges, without the weak ones
+    between people, in a fraction of the time (n^2 products take about 70 minutes here at a million faces)."""
+    groups = (
+        [np.arange(len(vectors))]
+        if person is None
+        else np.split(np.argsort(person), np.cumsum(np.bincount(person))[:-1])
+    )
+    for rows in groups:
+        for found in graph.blocked_knn(vectors[rows], graph.NEIGHBOURS):
+            with db.write(durable=False) as conn:
+                conn.executemany(
+                    "INSERT INTO face_neighbours (face_id, neighbour_id, similarity) VALUES (?, ?, ?)",
+                    ((int(rows[int(i)]) + 1, int(rows[int(j)]) + 1, s) for s, i, j in found.tolist()),
+                )
 
 
 def score(db: Database, truth: np.ndarray) -> str:
@@ -162,6 +170,9 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=100_000)
     parser.add_argument("--people", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--graph", choices=("exact", "per-person"), default="exact", help="how the one-off kNN graph is built"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(7)
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,8 +187,8 @@ def main() -> None:
         np.fill_diagonal(cross, -1)
         print(f"most alike different people (one face each, 2000 people): cosine {cross.max():.2f}")
         started = time.perf_counter()
-        build_graph(db, vectors)
-        print(f"kNN graph build:   {time.perf_counter() - started:.1f} s (one-off)")
+        build_graph(db, vectors, person if args.graph == "per-person" else None)
+        print(f"kNN graph build:   {time.perf_counter() - started:.1f} s (one-off, {args.graph})")
         del vectors
         started = time.perf_counter()
         outcome = index.recluster(db, everything=True)
