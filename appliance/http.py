@@ -30,7 +30,30 @@ from .config import Settings
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers
 HEAD_END = re.compile(rb"\r\n\r\n|(?<!\r)\n")  # a bare LF: Cheroot refuses it at once, so hand it over
-HEADERS = HeaderReader()  # Cheroot's own parsing (case, spaces, repeats), so the waiting room reads what it reads
+
+
+class OneLength(dict):
+    """Header fields as Cheroot collects them, refusing a second Content-Length that differs from the first:
+    two readers that kept different ones would disagree on where the body ends (request smuggling)."""
+
+    def __setitem__(self, name, value):
+        if name == b"Content-Length" and self.get(name, value) != value:
+            raise ValueError("Content-Length is given twice with different values.")
+        super().__setitem__(name, value)
+
+
+class StrictHeaders(HeaderReader):
+    """Cheroot's header parsing (case, spaces, repeats) with one Content-Length at most."""
+
+    def __call__(self, rfile, hdict=None):
+        fields = super().__call__(rfile, OneLength())
+        if hdict is None:
+            return dict(fields)
+        hdict.update(fields)
+        return hdict
+
+
+HEADERS = StrictHeaders()  # the waiting room reads the head as the worker will
 DETAILS = {  # for refusals that come without a message
     408: "The request did not arrive in time; send it whole, promptly.",
     500: "Internal server error; the appliance's log has the details.",
@@ -45,8 +68,8 @@ def json_error(protocol: str, status: str, detail: str) -> bytes:
     return head.encode("latin-1") + b"Connection: close\r\n\r\n" + body
 
 
-class WithoutExpect(HeaderReader):
-    """Cheroot's header reader minus `Expect`: the waiting room has answered a 100-continue already."""
+class WithoutExpect(StrictHeaders):
+    """The header reader minus `Expect`: the waiting room has answered a 100-continue already."""
 
     def _allow_header(self, key_name):
         return key_name != b"Expect"

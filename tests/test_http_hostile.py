@@ -313,6 +313,22 @@ def test_cheroot_refusals_are_json(client, request_bytes, status):
     assert time.monotonic() - started < 2  # refused at once, not after a deadline
 
 
+@pytest.mark.parametrize("second", [b"2", b"22", b"-1", b" 20"])
+def test_two_different_content_lengths_are_refused(client, second):
+    """Which one a proxy in front would believe is anyone's guess: the body's end is not known, so nothing is
+    read or done (RFC 9112 6.3). The same length given twice is one length."""
+    body = b'{"name":"smuggled"}' + SMUGGLED
+    head = b"POST /albums/create-album HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    lengths = b"Content-Length: 19\r\nContent-Length: " + second + b"\r\n\r\n"
+    detail = assert_json_error(raw_exchange(client, head + lengths + body, timeout=3), 400)
+    assert "Content-Length" in detail
+    assert client.get("/albums/view-all").json() == {"albums": []}
+    same = raw_exchange(
+        client, head + b"Content-Length: 19\r\nContent-Length: 19\r\nConnection: close\r\n\r\n" + body[:19]
+    )
+    assert parse(same)[0] == 201, same[:300]
+
+
 def test_only_names_of_this_appliance_are_answered(start_appliance):
     client = start_appliance(allowed_hosts=["photos.example"])
     port = client.appliance.port
