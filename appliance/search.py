@@ -124,7 +124,7 @@ def singulars(word: str) -> list[str]:
 OBJECTS = "SELECT image_id FROM objects WHERE label IN ({marks})"
 NAMED_PEOPLE = (
     "SELECT faces.image_id FROM faces JOIN people ON people.id = faces.cluster_id"
-    " WHERE people.name LIKE ? ESCAPE '\\' OR people.name LIKE ? ESCAPE '\\'"
+    " WHERE (people.name LIKE ? ESCAPE '\\' OR people.name LIKE ? ESCAPE '\\') AND NOT coalesce(people.hidden, 0)"
 )
 NAMED_ALBUMS = (
     "SELECT album_images.image_id FROM album_images JOIN albums ON albums.id = album_images.album_id"
@@ -163,7 +163,7 @@ class WordMatcher:
         params = [f"{like_escape(word)}%", f"% {like_escape(word)}%"]
         names = self.conn.execute(
             "SELECT DISTINCT name FROM people WHERE (name LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')"
-            " AND id IN (SELECT cluster_id FROM faces) ORDER BY name LIMIT 4",
+            " AND id IN (SELECT cluster_id FROM faces) AND NOT coalesce(hidden, 0) ORDER BY name LIMIT 4",
             params,
         ).fetchall()
         if not names:

@@ -131,6 +131,16 @@ def test_hidden_people_are_left_out(household, library):
     assert str(aaron) in client.get("/tag/clusters").json()["clusters"]
 
 
+def test_a_hidden_person_is_not_found_by_name(household, library):
+    client = household
+    aaron = person_of(client, library, "Aaron_Peirsol_0001.jpg")
+    client.put(f"/tag/people/{aaron}", json={"name": "Zebulon"})
+    assert client.get("/images/search", params={"q": "zebulon"}).json()["total"] > 0
+    client.put(f"/tag/people/{aaron}", json={"hidden": True})
+    found = client.get("/images/search", params={"q": "zebulon"}).json()
+    assert found["total"] == 0 and "person" not in str(found)
+
+
 def test_a_face_thumbnail_is_a_square_crop_of_that_face(client):
     client.ingest(PHOTOS)
     faces = client.get("/tag/faces", params={"path": str(PHOTOS / "three_khans.png")}).json()["faces"]
