@@ -10,7 +10,7 @@ import pytest
 
 from appliance.datadir import DATABASE_FILE
 from appliance.db import Database, connect
-from appliance.faces import answers
+from appliance.faces import answers, graph
 from appliance.faces.cluster import Faces, group_faces, stable_ids
 from appliance.infer.embedder import TEMPLATE, similarity_transform
 
@@ -302,3 +302,27 @@ def test_match_reads_more_of_the_graph_until_the_top_pairs_are_certain(tmp_path)
     top = answers.matches(db, 0.5, 3)[0]
     assert (top["image1"], top["image2"]) == ("/p/01.jpg", "/p/02.jpg") and top["similarity"] > 0.98
     db.close()
+
+
+def test_the_bulk_graph_is_each_faces_nearest_above_the_floor_for_crowds_and_loners():
+    """One person with many faces (every pair above the floor: the partial-sort path), people with a few
+    (the sparse path) and faces like no one (fewer than k neighbours), against a plain sort of each row."""
+    rng = np.random.default_rng(5)
+    a, b = two_people(rng)
+    vectors = np.vstack([person(a, 300, rng), person(b, 8, rng), unit(rng.standard_normal((40, DIMENSIONS)))])
+    found = np.concatenate(list(graph.blocked_knn(vectors, 10, block=64)))
+    similarity = vectors @ vectors.T
+    np.fill_diagonal(similarity, -2.0)
+    expected = []
+    for i in range(len(vectors)):
+        for j in np.argsort(-similarity[i])[:10]:
+            if similarity[i, j] >= graph.FLOOR:
+                expected.append((i, int(j)))
+    assert sorted(zip(found[:, 1].astype(int).tolist(), found[:, 2].astype(int).tolist(), strict=True)) == sorted(
+        expected
+    )
+    rows = found[:, 1]
+    assert (np.diff(rows) >= 0).all() and all((np.diff(found[rows == r, 0]) <= 0).all() for r in range(len(vectors))), (
+        "by row, most similar first"
+    )
+    assert (found[:, 0] >= graph.FLOOR).all()
