@@ -36,35 +36,49 @@ class Faces:
 
 
 class Grouping:
-    """Groups under construction: each has a root (one of its faces), members, a vector sum, its photos."""
+    """Groups under construction: each has a root (one of its faces), members, a vector sum, its photos. A face
+    alone is a group of its own with nothing stored for it (a million faces start that way: a list and a dict
+    per face were half a gigabyte)."""
 
     def __init__(self, faces: Faces):
         self.faces = faces
-        count = len(faces.image)
-        self.root = np.arange(count)
-        self.members: dict[int, list[int]] = {i: [i] for i in range(count)}
-        self.sums: dict[int, np.ndarray] = {}  # only for groups of more than one face
-        self.photos: dict[int, dict[int, list[int]]] = {i: {int(faces.image[i]): [i]} for i in range(count)}
+        self.root = np.arange(len(faces.image))
+        self.members: dict[int, list[int]] = {}  # groups of more than one face, as the next three
+        self.sums: dict[int, np.ndarray] = {}
+        self.photos: dict[int, dict[int, list[int]]] = {}
         self.person: dict[int, int] = {}  # root -> anchored person
+
+    def size(self, group: int) -> int:
+        members = self.members.get(group)
+        return 1 if members is None else len(members)
+
+    def members_of(self, group: int) -> list[int]:
+        return self.members.get(group) or [group]
+
+    def photos_of(self, group: int) -> dict[int, list[int]]:
+        return self.photos.get(group) or {int(self.faces.image[group]): [group]}
 
     def vector_sum(self, group: int) -> np.ndarray:
         return self.sums.get(group, self.faces.vectors[group])
 
     def likeness(self, a: int, b: int) -> float:
         """Average similarity over every pair of faces of the two groups: sum_a . sum_b / (n_a n_b)."""
-        return float(self.vector_sum(a) @ self.vector_sum(b)) / (len(self.members[a]) * len(self.members[b]))
+        return float(self.vector_sum(a) @ self.vector_sum(b)) / (self.size(a) * self.size(b))
 
     def join(self, a: int, b: int) -> int:
         """Merge the smaller group into the larger; returns the surviving root."""
-        if len(self.members[a]) < len(self.members[b]):
+        if self.size(a) < self.size(b):
             a, b = b, a
         self.sums[a] = self.vector_sum(a) + self.vector_sum(b)
         self.sums.pop(b, None)
-        moved = self.members.pop(b)
+        moved = self.members_of(b)
+        self.members.pop(b, None)
         self.root[moved] = a
-        self.members[a].extend(moved)
-        for image, faces in self.photos.pop(b).items():
-            self.photos[a].setdefault(image, []).extend(faces)
+        self.members.setdefault(a, [a]).extend(moved)  # in place: a large group grows one face at a time
+        photos = self.photos[a] = self.photos_of(a)
+        for image, faces in self.photos_of(b).items():
+            photos.setdefault(image, []).extend(faces)
+        self.photos.pop(b, None)
         if b in self.person:
             self.person[a] = self.person.pop(b)
         return a
@@ -72,7 +86,7 @@ class Grouping:
     def set_apart(self, face: int) -> None:
         """Take one face out of its group into a group of its own."""
         group = int(self.root[face])
-        if len(self.members[group]) == 1:
+        if self.size(group) == 1:
             return
         if face == group:  # the root leaves: another member becomes the root
             new_root = next(m for m in self.members[group] if m != face)
@@ -90,25 +104,23 @@ class Grouping:
         if not self.photos[group][image]:
             del self.photos[group][image]
         self.sums[group] = self.sums[group] - self.faces.vectors[face]
-        if len(self.members[group]) == 1:
-            self.sums.pop(group)
+        if len(self.members[group]) == 1:  # the root alone is left
+            del self.members[group], self.photos[group], self.sums[group]
         self.root[face] = face
-        self.members[face] = [face]
-        self.photos[face] = {image: [face]}
 
     def conflicts(self, group: int) -> list[int]:
         """Faces the constraints put out of this group: for each photo seen twice, all but the face most like
         the group (placed faces stay: the user said so); faces excluded from the group's person."""
         faces, out = self.faces, []
         centroid = self.vector_sum(group)
-        for same_photo in self.photos[group].values():
+        for same_photo in self.photos_of(group).values():
             if len(same_photo) > 1:
                 placed = [f for f in same_photo if faces.anchor[f]]
                 keep = placed or [max(same_photo, key=lambda f: float(faces.vectors[f] @ centroid))]
                 out += [f for f in same_photo if f not in keep]
         person = self.person.get(group)
         if person:
-            out += [f for f in self.members[group] if person in faces.excluded.get(f, ()) and not faces.anchor[f]]
+            out += [f for f in self.members_of(group) if person in faces.excluded.get(f, ()) and not faces.anchor[f]]
         return out
 
 
@@ -130,10 +142,10 @@ def group_faces(
         for face in placed[1:]:
             group = grouping.join(group, int(grouping.root[face]))
 
-    strong = edges[edges[:, 0] >= threshold] if len(edges) else edges
-    strongest_first = strong[np.argsort(-strong[:, 0], kind="stable")] if len(strong) else strong
+    # One sorted copy of the edges; each pass takes a prefix of it (a view).
+    strongest_first = edges[np.argsort(-edges[:, 0], kind="stable")] if len(edges) else np.zeros((0, 3))
     for bar in (threshold + CORE_MARGIN, threshold):
-        passing = strongest_first[strongest_first[:, 0] >= bar] if len(strongest_first) else strongest_first
+        passing = strongest_first[: int(np.count_nonzero(strongest_first[:, 0] >= bar))]
         for start in range(0, len(passing), SLICE):  # slices: no Python list of every edge at once
             if should_stop():
                 return None
@@ -181,7 +193,7 @@ def attach_poor_faces(grouping: Grouping, edges: np.ndarray, attach_threshold: f
             continue
         group = int(grouping.root[best[int(face)][1]])
         person = grouping.person.get(group)
-        if int(faces.image[face]) in grouping.photos[group] or person in faces.excluded.get(int(face), ()):
+        if int(faces.image[face]) in grouping.photos_of(group) or person in faces.excluded.get(int(face), ()):
             continue
         labels[face] = group
 
