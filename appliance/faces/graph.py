@@ -47,21 +47,22 @@ def edges(db: Database, threshold: float, face_ids: Sequence[int] | None = None)
     cursor.row_factory = None
     query = "SELECT similarity, face_id, neighbour_id FROM face_neighbours WHERE similarity >= ?"
     if face_ids is None:
-        return _slices(cursor.execute(query, (threshold,)))
+        return rows_as_array(cursor.execute(query, (threshold,)))
     found = []
     for start in range(0, len(face_ids), 500):
         part = list(face_ids[start : start + 500])
         found.append(
-            _slices(cursor.execute(f"{query} AND face_id IN ({','.join('?' * len(part))})", [threshold, *part]))
+            rows_as_array(cursor.execute(f"{query} AND face_id IN ({','.join('?' * len(part))})", [threshold, *part]))
         )
     return np.concatenate(found) if found else np.zeros((0, 3))
 
 
-def _slices(cursor, size: int = 100_000) -> np.ndarray:
+def rows_as_array(cursor, dtype=np.float64, columns: int = 3, size: int = 100_000) -> np.ndarray:
+    """A query's rows as one array, read a slice at a time: never a list of every row as Python objects."""
     parts = []
     while rows := cursor.fetchmany(size):
-        parts.append(np.array(rows, np.float64))
-    return np.concatenate(parts) if parts else np.zeros((0, 3))
+        parts.append(np.array(rows, dtype))
+    return np.concatenate(parts) if parts else np.zeros((0, columns), dtype)
 
 
 # Edges below this are never kept by a graph built in bulk: no answer or grouping uses them (the lowest

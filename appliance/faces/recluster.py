@@ -69,34 +69,38 @@ def dirty_region(db: Database, threshold: float) -> tuple[list[int], int, list[i
 
 
 def load_faces(db: Database, store: FaceVectors, face_ids: list[int] | None) -> tuple[np.ndarray, Faces, list]:
-    """The faces (all, or the given ones) that have a vector, as arrays for the grouping, and their persons now."""
+    """The faces (all, or the given ones) that have a vector, as arrays for the grouping, and their persons now
+    (None: nobody). Read as arrays a slice at a time: a million faces as tuples and dicts took a gigabyte."""
     cursor = db.read().cursor()
     cursor.row_factory = None
-    columns = "SELECT id, image_id, cluster_id, coalesce(quality, 1), locked FROM faces"
+    query = "SELECT id, image_id, coalesce(cluster_id, 0), coalesce(quality, 1), locked FROM faces"
     if face_ids is None:
-        rows = cursor.execute(f"{columns} ORDER BY id").fetchall()
+        table = graph.rows_as_array(cursor.execute(f"{query} ORDER BY id"), np.int64, 5)
     else:
-        rows = []
+        parts = [np.zeros((0, 5), np.int64)]
         for start in range(0, len(face_ids), 500):
             part = face_ids[start : start + 500]
-            rows += cursor.execute(f"{columns} WHERE id IN ({','.join('?' * len(part))})", part).fetchall()
-    rows.sort()
-    ids, vectors = store.vectors([row[0] for row in rows])
-    by_id = {row[0]: row for row in rows}
-    rows = [by_id[face_id] for face_id in ids]
+            marks = ",".join("?" * len(part))
+            parts.append(graph.rows_as_array(cursor.execute(f"{query} WHERE id IN ({marks})", part), np.int64, 5))
+        table = np.concatenate(parts)
+        table = table[np.argsort(table[:, 0])]
+    found, vectors = store.vectors(table[:, 0].tolist())
+    ids = np.array(found, np.int64)
+    table = table[np.isin(table[:, 0], ids)]  # both in id order
     excluded: dict[int, set[int]] = {}
-    index_of = {face_id: n for n, face_id in enumerate(ids)}
     for face_id, person in cursor.execute("SELECT face_id, person_id FROM face_exclusions"):
-        if face_id in index_of:
-            excluded.setdefault(index_of[face_id], set()).add(person)
+        position = int(np.searchsorted(ids, face_id))
+        if position < len(ids) and ids[position] == face_id:
+            excluded.setdefault(position, set()).add(person)
+    person = table[:, 2]
     faces = Faces(
-        image=np.array([row[1] for row in rows], np.int64),
+        image=table[:, 1].copy(),
         vectors=vectors,
-        good=np.array([bool(row[3]) for row in rows], bool),
-        anchor=np.array([row[2] if row[4] and row[2] is not None else 0 for row in rows], np.int64),
+        good=table[:, 3] != 0,
+        anchor=np.where(table[:, 4] != 0, person, 0),
         excluded=excluded,
     )
-    return np.array(ids, np.int64), faces, [row[2] for row in rows]
+    return ids, faces, [p or None for p in person.tolist()]
 
 
 def recluster(

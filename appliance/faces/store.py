@@ -124,9 +124,11 @@ class FaceVectors:
 
     def vectors(self, face_ids: Iterable[int]) -> tuple[list[int], np.ndarray]:
         """The vectors of those faces that have one, in the order given."""
+        face_ids = list(face_ids)
         with self._lock:
-            found = [(face_id, row) for face_id in face_ids if (row := self._row_of.get(face_id)) is not None]
-            return [face_id for face_id, _ in found], self._matrix[[row for _, row in found]].copy()
+            rows = [self._row_of.get(face_id) for face_id in face_ids]
+            found = [face_id for face_id, row in zip(face_ids, rows, strict=True) if row is not None]
+            return found, self._matrix[[row for row in rows if row is not None]]  # indexing by a list copies
 
     def nearest(self, vector: np.ndarray, k: int, exclude: int | None = None) -> list[tuple[int, float]]:
         """(face id, cosine similarity) of the k stored faces most like `vector`, best first."""
