@@ -130,15 +130,18 @@ def recluster(
 
 
 def as_indices(edges: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Edges between face ids -> edges between positions in `ids` (sorted); edges leaving `ids` are dropped."""
+    """Edges between face ids -> edges between positions in `ids` (sorted), in place; edges leaving `ids` are
+    dropped. Column by column: a million faces have ten million edges, 240 MB as an array."""
     if not len(edges) or not len(ids):
         return np.zeros((0, 3))
-    found = []
+    inside = np.ones(len(edges), bool)
     for column in (1, 2):
-        position = np.clip(np.searchsorted(ids, edges[:, column].astype(np.int64)), 0, len(ids) - 1)
-        found.append((position, ids[position] == edges[:, column]))
-    inside = found[0][1] & found[1][1]
-    return np.column_stack([edges[inside, 0], found[0][0][inside], found[1][0][inside]])
+        face = edges[:, column].astype(np.int64)
+        position = np.searchsorted(ids, face)
+        np.clip(position, 0, len(ids) - 1, out=position)
+        inside &= ids[position] == face
+        edges[:, column] = position
+    return edges if inside.all() else edges[inside]
 
 
 def write_people(
