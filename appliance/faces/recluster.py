@@ -121,6 +121,7 @@ def recluster(
     if grouped is None or should_stop():  # stopping: what is due stays due
         return None
     labels, anchored = grouped
+    del faces, edges, grouped  # the vectors and edges are not needed to write: give their memory back first
     moved, people, longest = write_people(db, ids, labels, old, anchored)
     with db.write() as conn:
         conn.execute("UPDATE counters SET value = max(value, ?) WHERE name = 'clustered_up_to'", (newest,))
