@@ -152,6 +152,7 @@ def group_faces(
             for i, j in passing[start : start + SLICE, 1:].astype(np.int64).tolist():
                 join_if_alike(grouping, i, j, bar)
 
+    del strongest_first, passing  # the sorted copy is done with
     labels = grouping.root.copy()
     attach_poor_faces(grouping, edges, attach_threshold, labels)
     return labels, dict(grouping.person)
@@ -180,10 +181,11 @@ def attach_poor_faces(grouping: Grouping, edges: np.ndarray, attach_threshold: f
     faces = grouping.faces
     poor = ~faces.good & (faces.anchor == 0)
     best: dict[int, tuple[float, int]] = {}
-    if len(edges):
-        i, j = edges[:, 1].astype(np.int64), edges[:, 2].astype(np.int64)
-        useful = (edges[:, 0] >= attach_threshold) & (poor[i] != poor[j])  # a poor face and a good one
-        for similarity, a, b in edges[useful].tolist():
+    for start in range(0, len(edges), SLICE):  # slices: no temporary arrays the size of every edge
+        part = edges[start : start + SLICE]
+        i, j = part[:, 1].astype(np.int64), part[:, 2].astype(np.int64)
+        useful = (part[:, 0] >= attach_threshold) & (poor[i] != poor[j])  # a poor face and a good one
+        for similarity, a, b in part[useful].tolist():
             face, other = (int(a), int(b)) if poor[int(a)] else (int(b), int(a))
             if similarity > best.get(face, (-2.0, -1))[0]:
                 best[face] = (similarity, other)
