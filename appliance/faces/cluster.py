@@ -142,17 +142,17 @@ def group_faces(
         for face in placed[1:]:
             group = grouping.join(group, int(grouping.root[face]))
 
-    # One sorted copy of the edges; each pass takes a prefix of it (a view).
-    strongest_first = edges[np.argsort(-edges[:, 0], kind="stable")] if len(edges) else np.zeros((0, 3))
+    # The edges' order, strongest first (no sorted copy of them); a pass walks the prefix at or above its bar.
+    strongest_first = np.argsort(-edges[:, 0], kind="stable")
     for bar in (threshold + CORE_MARGIN, threshold):
-        passing = strongest_first[: int(np.count_nonzero(strongest_first[:, 0] >= bar))]
+        passing = strongest_first[: int(np.count_nonzero(edges[:, 0] >= bar))]
         for start in range(0, len(passing), SLICE):  # slices: no Python list of every edge at once
             if should_stop():
                 return None
-            for i, j in passing[start : start + SLICE, 1:].astype(np.int64).tolist():
+            for i, j in edges[passing[start : start + SLICE], 1:].astype(np.int64).tolist():
                 join_if_alike(grouping, i, j, bar)
 
-    del strongest_first, passing  # the sorted copy is done with
+    del strongest_first, passing
     labels = grouping.root.copy()
     attach_poor_faces(grouping, edges, attach_threshold, labels)
     return labels, dict(grouping.person)
