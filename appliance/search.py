@@ -160,25 +160,24 @@ class WordMatcher:
 
     def people(self, word: str):
         """A word that begins a name, or a word in it: "aamir" and "khan" both find "Aamir Khan"."""
-        params = [f"{like_escape(word)}%", f"% {like_escape(word)}%"]
-        names = self.conn.execute(
+        names = (
             "SELECT DISTINCT name FROM people WHERE (name LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')"
-            " AND id IN (SELECT cluster_id FROM faces) AND NOT coalesce(hidden, 0) ORDER BY name LIMIT 4",
-            params,
-        ).fetchall()
-        if not names:
-            return None
-        return f"person {listing([row[0] for row in names])}", f"images.id IN ({NAMED_PEOPLE})", params
+            " AND id IN (SELECT cluster_id FROM faces) AND NOT coalesce(hidden, 0) ORDER BY name LIMIT 4"
+        )
+        return self.named(word, "person", names, NAMED_PEOPLE)
 
     def albums(self, word: str):
+        names = "SELECT name FROM albums WHERE name LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\' ORDER BY name LIMIT 4"
+        return self.named(word, "album", names, NAMED_ALBUMS)
+
+    def named(self, word: str, kind: str, names_query: str, images_query: str):
+        """Things whose name begins with the word or has a word beginning with it: a few of their names (to say
+        what the word was taken for) and the condition on the images that have one."""
         params = [f"{like_escape(word)}%", f"% {like_escape(word)}%"]
-        names = self.conn.execute(
-            "SELECT name FROM albums WHERE name LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\' ORDER BY name LIMIT 4",
-            params,
-        ).fetchall()
+        names = self.conn.execute(names_query, params).fetchall()
         if not names:
             return None
-        return f"album {listing([row[0] for row in names])}", f"images.id IN ({NAMED_ALBUMS})", params
+        return f"{kind} {listing([row[0] for row in names])}", f"images.id IN ({images_query})", params
 
     def paths(self, word: str):
         """Folder and file names below a library root (the root's own path would match every photo)."""

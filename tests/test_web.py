@@ -174,6 +174,16 @@ def search(page, text: str) -> None:
     expect(page.locator("#gallery-title")).to_have_text(f"Search: {text}" if text else "Photos")
 
 
+def tab_from(page, start: str, target: str, presses: int) -> bool:
+    """Tab from `start` until an element matching `target` has the focus; whether one did."""
+    page.focus(start)
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"document.activeElement.matches({target!r})"):
+            return True
+    return False
+
+
 # -- a fresh appliance ----------------------------------------------------------------------------------------
 
 
@@ -355,12 +365,7 @@ def test_timeline_search_viewer_and_albums(open_page, client, library):
     expect(page.locator(f"#grid .tile[data-path='{paths['three_khans.png']}'] .open")).to_be_focused()
 
     # The keyboard alone: Tab from the search box to the first photo, Enter opens it, Escape closes.
-    page.focus("#search")
-    for _ in range(20):
-        page.keyboard.press("Tab")
-        if page.evaluate("document.activeElement.matches('#grid .tile .open')"):
-            break
-    assert page.evaluate("document.activeElement.matches('#grid .tile .open')"), "a photo is reached by Tab"
+    assert tab_from(page, "#search", "#grid .tile .open", 20), "a photo is reached by Tab"
     focused = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert focused != "none", "the focused photo shows its focus"
     page.keyboard.press("Enter")
@@ -533,12 +538,7 @@ def test_people_are_faces_to_name_merge_take_out_move_and_hide(open_page, client
     shot(page, "person")
 
     # The keyboard reaches every face's buttons, and shows where it is
-    page.focus("#person-name")
-    for _ in range(10):
-        page.keyboard.press("Tab")
-        if page.evaluate("document.activeElement.matches('#faces .actions button')"):
-            break
-    assert page.evaluate("document.activeElement.matches('#faces .actions button')"), "a face's button by Tab"
+    assert tab_from(page, "#person-name", "#faces .actions button", 10), "a face's button by Tab"
     assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
 
     # Not Abdullah: Aaron's face leaves (the focus goes on to the next face) and waits under "Not sorted yet"
