@@ -85,16 +85,11 @@ def objects_of(db: Database, path: Path) -> dict:
 
 
 def classes_by_image_json(db: Database) -> bytes:
-    """The all-image-objects body, built by SQLite: every analysed image in path order (the covering index's
-    order), with its class names sorted (an empty list when nothing was found)."""
-    # Grouped as the ordered subquery streams (no sort in between), so each image's labels stay sorted.
-    labels = (
-        "SELECT image_id, json_group_array(label) AS names"
-        " FROM (SELECT DISTINCT image_id, label FROM objects ORDER BY image_id, label) GROUP BY image_id"
-    )
+    """The all-image-objects body, built by SQLite: every analysed image in path order, with its class names
+    sorted (kept in images.classes by migration 0007's triggers; read from the covering index, in its order)."""
     query = (
-        f"WITH labels AS ({labels}) SELECT CAST(json_group_object(images.path, json(coalesce(names, '[]'))) AS BLOB)"
-        f" FROM images INDEXED BY images_analysed LEFT JOIN labels ON labels.image_id = images.id WHERE {ANALYSED}"
+        "SELECT CAST(json_group_object(path, json(coalesce(classes, '[]'))) AS BLOB)"
+        f" FROM images INDEXED BY images_analysed WHERE {ANALYSED}"
     )
     (data,) = db.read().execute(query).fetchone()
     return b'{"data":' + data + b"}"

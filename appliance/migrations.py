@@ -5,6 +5,11 @@ from __future__ import annotations
 from .errors import StartupError
 
 NOW = "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+# Migration 0007's columns, as its triggers compute them for one image. Frozen with it: a change is a new migration.
+SHOWN_PATH = "(SELECT path FROM images WHERE id = {image} AND missing_since IS NULL)"
+CLASSES = (
+    "(SELECT json_group_array(label) FROM (SELECT DISTINCT label FROM objects WHERE image_id = {image} ORDER BY label))"
+)
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -280,6 +285,59 @@ MIGRATIONS: list[tuple[str, str]] = [
         INSERT INTO counters VALUES ('clustered_up_to', 0);
         -- Names given before this version hold on to their faces too.
         UPDATE faces SET locked = 1 WHERE cluster_id IN (SELECT id FROM people WHERE name IS NOT NULL);
+        """,
+    ),
+    (
+        "0007_listings_read_one_index",
+        f"""
+        -- What view-all and all-image-objects show, kept beside the rows they walk, so each listing reads one
+        -- index in order instead of joining 100,000 rows and sorting them (view-all 127 -> 20 ms, objects
+        -- 128 -> 25 ms). Triggers keep both, whoever writes.
+
+        -- The photo's path while it is on disk, NULL while it is gone: what the album listings show.
+        ALTER TABLE album_images ADD COLUMN shown_path TEXT;
+        UPDATE album_images SET shown_path = {SHOWN_PATH.format(image="image_id")};
+        CREATE TRIGGER album_photo_shown AFTER INSERT ON album_images BEGIN
+            UPDATE album_images SET shown_path = {SHOWN_PATH.format(image="new.image_id")}
+                WHERE album_id = new.album_id AND position = new.position;
+        END;
+        CREATE TRIGGER album_photo_replaced AFTER UPDATE OF image_id ON album_images BEGIN
+            UPDATE album_images SET shown_path = {SHOWN_PATH.format(image="new.image_id")}
+                WHERE album_id = new.album_id AND position = new.position;
+        END;
+        CREATE TRIGGER album_photo_path AFTER UPDATE OF path, missing_since ON images BEGIN
+            UPDATE album_images SET shown_path = iif(new.missing_since IS NULL, new.path, NULL)
+                WHERE image_id = new.id;
+        END;
+        -- Only a change to what the row is bumps versions, not the path kept in it (album_photo_changed does).
+        DROP TRIGGER album_photo_moved;
+        CREATE TRIGGER album_photo_moved AFTER UPDATE OF album_id, image_id, position ON album_images BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'albums';
+            UPDATE albums SET version = (SELECT version FROM listing_versions WHERE area = 'albums')
+                WHERE id IN (old.album_id, new.album_id);
+        END;
+
+        -- The image's object classes, distinct and sorted, as a JSON array ('[]' or NULL when none was found).
+        ALTER TABLE images ADD COLUMN classes TEXT;
+        UPDATE images SET classes = {CLASSES.format(image="images.id")} WHERE id IN (SELECT image_id FROM objects);
+        CREATE TRIGGER image_classes_added AFTER INSERT ON objects BEGIN
+            UPDATE images SET classes = {CLASSES.format(image="new.image_id")} WHERE id = new.image_id;
+        END;
+        CREATE TRIGGER image_classes_removed AFTER DELETE ON objects BEGIN
+            UPDATE images SET classes = {CLASSES.format(image="old.image_id")} WHERE id = old.image_id;
+        END;
+        CREATE TRIGGER image_classes_changed AFTER UPDATE OF image_id, label ON objects BEGIN
+            UPDATE images SET classes = {CLASSES.format(image="old.image_id")} WHERE id = old.image_id;
+            UPDATE images SET classes = {CLASSES.format(image="new.image_id")} WHERE id = new.image_id;
+        END;
+
+        -- Covering: with the filtered columns in the index, SQLite never reads the table to check them.
+        DROP INDEX images_listed;
+        CREATE INDEX images_listed ON images (path, status, missing_since)
+            WHERE status != 'failed' AND missing_since IS NULL;
+        DROP INDEX images_analysed;
+        CREATE INDEX images_analysed ON images (path, classes, status, missing_since)
+            WHERE status = 'done' AND missing_since IS NULL;
         """,
     ),
 ]

@@ -100,7 +100,7 @@ def seed(data_dir: Path, library: Path, photos: int, rng: random.Random) -> None
         for a in range(1, 51):
             conn.execute("INSERT INTO albums (id, name) VALUES (?, ?)", (a, f"Album {a}"))
             conn.executemany(
-                "INSERT INTO album_images VALUES (?, ?, ?)",
+                "INSERT INTO album_images (album_id, image_id, position) VALUES (?, ?, ?)",
                 ((a, (a * 7919 + k * 31) % photos + 1, k) for k in range(200)),
             )
     db.close()

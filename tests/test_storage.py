@@ -64,7 +64,7 @@ def test_deleting_an_image_cascades(tmp_path):
     with db.write() as conn:
         conn.execute("INSERT INTO images (id, path) VALUES (1, '/p/a.jpg')")
         conn.execute("INSERT INTO albums (id, name) VALUES (1, 'x')")
-        conn.execute("INSERT INTO album_images VALUES (1, 1, 1)")
+        conn.execute("INSERT INTO album_images (album_id, image_id, position) VALUES (1, 1, 1)")
         conn.execute("INSERT INTO objects (image_id, label, score, x1, y1, x2, y2) VALUES (1, 'cat', .9, 0, 0, 1, 1)")
     with db.write() as conn:
         conn.execute("DELETE FROM images WHERE id = 1")
