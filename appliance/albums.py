@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .bodies import joined
 from .catalog import LISTED
 from .db import Database
 from .errors import ApiError, bad_request, not_found
@@ -119,4 +120,4 @@ def view_all_json(db: Database, parts: ResponseCache) -> bytes:
             versions = dict(albums)
             for album_id, part in albums_json(conn, missing).items():
                 kept[album_id] = parts.put(f"album {album_id}", (versions[album_id],), part)
-    return b'{"albums":[' + b",".join(kept[album_id] for album_id, _ in albums) + b"]}"
+    return joined(b'{"albums":[', [kept[album_id] for album_id, _ in albums], b"]}")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import jobs
+from .bodies import joined
 from .db import Database
 from .errors import not_found
 from .migrations import NOW
@@ -31,7 +32,7 @@ def all_paths_json(db: Database, offset: int = 0, limit: int | None = None) -> b
         (paths,) = conn.execute(
             f"SELECT CAST(json_group_array(path) AS BLOB) FROM images INDEXED BY images_listed WHERE {LISTED}"
         ).fetchone()
-        return b'{"images":' + paths + b"}"
+        return joined(b'{"images":', [paths], b"}")
     with db.snapshot():
         (paths,) = conn.execute(
             "SELECT CAST(json_group_array(path) AS BLOB)"
@@ -39,7 +40,7 @@ def all_paths_json(db: Database, offset: int = 0, limit: int | None = None) -> b
             (-1 if limit is None else limit, offset),
         ).fetchone()
         (total,) = conn.execute(f"SELECT count(*) FROM images WHERE {LISTED}").fetchone()
-    return b'{"images":' + paths + b',"total":' + str(total).encode() + b"}"
+    return joined(b'{"images":', [paths], b',"total":' + str(total).encode() + b"}")
 
 
 def image_row(conn, path: Path):
@@ -92,7 +93,7 @@ def classes_by_image_json(db: Database) -> bytes:
         f" FROM images INDEXED BY images_analysed WHERE {ANALYSED}"
     )
     (data,) = db.read().execute(query).fetchone()
-    return b'{"data":' + data + b"}"
+    return joined(b'{"data":', [data], b"}")
 
 
 def status_counts(db: Database) -> dict[str, int]:
