@@ -76,6 +76,12 @@ class Settings(BaseModel):
     )
     thumbnail_size: int = Field(320, ge=32, description="Longest side of the cached thumbnails.")
     server_threads: int = Field(16, ge=1, le=256, description="HTTP worker threads.")
+    listing_cache_mib: int = Field(
+        64,
+        ge=1,
+        description="MiB of rendered listings kept until what they show changes (a library of 100,000 photos"
+        " needs 17: its listings are 3.6 MB each).",
+    )
     watch: bool = Field(
         True,
         description="Follow the library roots as files come, change, move and go: inotify (through watchdog) and"

@@ -309,7 +309,14 @@ MIGRATIONS: list[tuple[str, str]] = [
             UPDATE album_images SET shown_path = iif(new.missing_since IS NULL, new.path, NULL)
                 WHERE image_id = new.id;
         END;
-        -- Only a change to what the row is bumps versions, not the path kept in it (album_photo_changed does).
+        CREATE TRIGGER album_photo_path_shown AFTER UPDATE OF shown_path ON album_images
+        WHEN old.shown_path IS NOT new.shown_path
+        BEGIN
+            UPDATE listing_versions SET version = version + 1 WHERE area = 'albums';
+            UPDATE albums SET version = (SELECT version FROM listing_versions WHERE area = 'albums')
+                WHERE id = new.album_id;
+        END;
+        -- A change to what the row is bumps versions; a change to the path kept in it, album_photo_path_shown.
         DROP TRIGGER album_photo_moved;
         CREATE TRIGGER album_photo_moved AFTER UPDATE OF album_id, image_id, position ON album_images BEGIN
             UPDATE listing_versions SET version = version + 1 WHERE area = 'albums';
@@ -329,6 +336,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TRIGGER image_classes_changed AFTER UPDATE OF image_id, label ON objects BEGIN
             UPDATE images SET classes = {CLASSES.format(image="old.image_id")} WHERE id = old.image_id;
             UPDATE images SET classes = {CLASSES.format(image="new.image_id")} WHERE id = new.image_id;
+        END;
+
+        -- An image row that now stands for an id its objects and album rows already name: written after them
+        -- (foreign keys deferred), or its id changed.
+        CREATE TRIGGER image_children_named AFTER INSERT ON images
+        WHEN EXISTS (SELECT 1 FROM objects WHERE image_id = new.id)
+            OR EXISTS (SELECT 1 FROM album_images WHERE image_id = new.id)
+        BEGIN
+            UPDATE images SET classes = {CLASSES.format(image="new.id")} WHERE id = new.id;
+            UPDATE album_images SET shown_path = iif(new.missing_since IS NULL, new.path, NULL)
+                WHERE image_id = new.id;
+        END;
+        CREATE TRIGGER image_id_changed AFTER UPDATE OF id ON images BEGIN
+            UPDATE images SET classes = {CLASSES.format(image="new.id")} WHERE id = new.id;
+            UPDATE album_images SET shown_path = iif(new.missing_since IS NULL, new.path, NULL)
+                WHERE image_id = new.id;
         END;
 
         -- Covering: with the filtered columns in the index, SQLite never reads the table to check them.

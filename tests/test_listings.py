@@ -377,6 +377,34 @@ def found_elsewhere(client, prime):
     execute(client, "UPDATE images SET path = '/lib/found.png', missing_since = NULL WHERE path = ?", CAT)
 
 
+def in_one_transaction(client, script: str) -> None:
+    """Statements a user could run in one transaction, references checked at its end (deferred)."""
+    conn = connect(client.data_dir / DATABASE_FILE)
+    try:
+        conn.executescript(f"BEGIN; PRAGMA defer_foreign_keys = ON; {script} COMMIT;")
+    finally:
+        conn.close()
+
+
+def written_before_their_image(client, _):
+    album = client.row("SELECT id FROM albums WHERE name = 'Best'")[0]
+    in_one_transaction(
+        client,
+        "INSERT INTO objects (image_id, label, score, x1, y1, x2, y2) VALUES (999, 'fish', 0.5, 0, 0, 1, 1);"
+        f"INSERT INTO album_images (album_id, image_id, position) VALUES ({album}, 999, 50);"
+        "INSERT INTO images (id, path, status) VALUES (999, '/lib/late.jpg', 'done');",
+    )
+
+
+def image_id_changed_then_reused(client, _):
+    cat = client.row("SELECT id FROM images WHERE path = ?", CAT)[0]
+    in_one_transaction(
+        client,
+        f"UPDATE images SET id = 9999 WHERE id = {cat};"
+        f"INSERT INTO images (id, path, status) VALUES ({cat}, '/lib/new.jpg', 'done');",
+    )
+
+
 def reuse_an_album_id(client, prime):
     client.post("/albums/create-album", json={"name": "Last"})
     prime()
@@ -438,6 +466,16 @@ WRITES = {
         BIRD,
         ZIDANE,
     ),
+    "an object taken over by another image's (REPLACE)": lambda c, _: execute(
+        c,
+        "INSERT OR REPLACE INTO objects (id, image_id, label, score, x1, y1, x2, y2)"
+        " SELECT objects.id, (SELECT id FROM images WHERE path = ?), 'kite', 0.5, 0, 0, 1, 1"
+        " FROM objects JOIN images ON images.id = objects.image_id WHERE images.path = ?",
+        BIRD,
+        CAT,
+    ),
+    "children written before their image": written_before_their_image,
+    "image id changed, then reused": image_id_changed_then_reused,
     "objects replaced": lambda c, _: execute(
         c, "DELETE FROM objects WHERE image_id = (SELECT id FROM images WHERE path = ?)", ZIDANE
     ),
@@ -560,6 +598,26 @@ def test_a_route_cached_until_any_write_never_keeps_a_body_rendered_before_one(t
 
 
 # -- the cache itself ---------------------------------------------------------------------------------------
+
+
+def seed_many(data_dir, images: int) -> None:
+    conn = connect(data_dir / DATABASE_FILE)
+    conn.execute("BEGIN")  # one transaction, not one per row
+    conn.executemany(
+        "INSERT INTO images (path, status) VALUES (?, 'done')",
+        ((f"/lib/{n % 50:02d}/a-long-enough-name-for-a-photo-{n:07d}.jpg",) for n in range(images)),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_the_listings_of_a_growing_library_stay_cached_together(client, renders):
+    """180,000 photos: all-images and all-image-objects are 9 MB each. A cache too small for both (16 MiB
+    was) renders them again in turn for a client that asks for one and then the other."""
+    seed_many(client.data_dir, 180_000)
+    for url in ("/images/all-images", "/images/all-image-objects", "/images/all-images"):
+        assert client.get(url, headers={"Accept-Encoding": "identity"}).status_code == 200
+    assert renders["all_paths_json"] == 1
 
 
 def test_the_cache_is_bounded_by_bytes_and_keyed_by_versions():

@@ -44,7 +44,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.openapi = openapi_document(ROUTES, __version__, token_required=self.settings.api_token is not None)
-        self.cache = ResponseCache()
+        self.cache = ResponseCache(self.settings.listing_cache_mib << 20)
 
 
 def make_app(context: Context) -> Guard:

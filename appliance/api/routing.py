@@ -204,7 +204,7 @@ class ResponseCache:
     """Rendered bodies, each kept with the versions of what it shows, so a write elsewhere leaves it valid;
     at most `max_bytes` of them (least recently used go first)."""
 
-    def __init__(self, max_bytes: int = 16 << 20):
+    def __init__(self, max_bytes: int = 64 << 20):
         self.max_bytes = max_bytes
         self.size = 0
         self._lock = threading.Lock()
