@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from . import jobs
 from .bodies import joined
+from .chunks import ChunkedListing
 from .db import Database
 from .errors import not_found
 from .migrations import NOW
@@ -23,16 +24,28 @@ LISTED = "status != 'failed' AND missing_since IS NULL"
 ANALYSED = "images.status = 'done' AND images.missing_since IS NULL"
 
 
-def all_paths_json(db: Database, offset: int = 0, limit: int | None = None) -> bytes:
-    """The all-images body, its array built by SQLite: paths in path order; the total only when a page was
-    asked for."""
+class ImageListings:
+    """all-images and all-image-objects of one appliance, each kept in chunks between requests."""
+
+    def __init__(self):
+        self.paths = ChunkedListing(
+            "json_group_array(path)", "images INDEXED BY images_listed", LISTED, b'{"images":[', b"]}"
+        )
+        self.classes = ChunkedListing(
+            "json_group_object(path, json(coalesce(classes, '[]')))",
+            "images INDEXED BY images_analysed",
+            ANALYSED,
+            b'{"data":{',
+            b"}}",
+        )
+
+
+def all_paths_json(db: Database, listings: ImageListings, offset: int = 0, limit: int | None = None) -> bytes:
+    """The all-images body, built by SQLite: paths in path order; the total only when a page was asked for."""
     conn = db.read()
     if limit is None and offset == 0:
-        # INDEXED BY: the covering index is read in path order (without it the query fails; it never reorders).
-        (paths,) = conn.execute(
-            f"SELECT CAST(json_group_array(path) AS BLOB) FROM images INDEXED BY images_listed WHERE {LISTED}"
-        ).fetchone()
-        return joined(b'{"images":', [paths], b"}")
+        with db.snapshot():
+            return listings.paths.body(conn)
     with db.snapshot():
         (paths,) = conn.execute(
             "SELECT CAST(json_group_array(path) AS BLOB)"
@@ -85,15 +98,11 @@ def objects_of(db: Database, path: Path) -> dict:
     }
 
 
-def classes_by_image_json(db: Database) -> bytes:
+def classes_by_image_json(db: Database, listings: ImageListings) -> bytes:
     """The all-image-objects body, built by SQLite: every analysed image in path order, with its class names
-    sorted (kept in images.classes by migration 0007's triggers; read from the covering index, in its order)."""
-    query = (
-        "SELECT CAST(json_group_object(path, json(coalesce(classes, '[]'))) AS BLOB)"
-        f" FROM images INDEXED BY images_analysed WHERE {ANALYSED}"
-    )
-    (data,) = db.read().execute(query).fetchone()
-    return joined(b'{"data":', [data], b"}")
+    sorted (kept in images.classes by migration 0007's triggers)."""
+    with db.snapshot() as conn:
+        return listings.classes.body(conn)
 
 
 def status_counts(db: Database) -> dict[str, int]:

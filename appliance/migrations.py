@@ -363,6 +363,28 @@ MIGRATIONS: list[tuple[str, str]] = [
             WHERE status = 'done' AND missing_since IS NULL;
         """,
     ),
+    (
+        "0008_listing_changes",
+        """
+        -- The paths whose rows in the image listings (all-images, all-image-objects) changed, oldest first: a
+        -- listing kept in chunks of paths renders again only the chunks these fall in (appliance/chunks.py).
+        -- The newest 10,000 are kept; a listing that saw none of them renders whole.
+        CREATE TABLE listing_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL);
+        CREATE TRIGGER listing_path_added AFTER INSERT ON images BEGIN
+            INSERT INTO listing_changes (path) VALUES (new.path);
+        END;
+        CREATE TRIGGER listing_path_removed AFTER DELETE ON images BEGIN
+            INSERT INTO listing_changes (path) VALUES (old.path);
+        END;
+        CREATE TRIGGER listing_path_changed AFTER UPDATE OF path, status, missing_since, classes ON images BEGIN
+            INSERT INTO listing_changes (path) VALUES (old.path);
+            INSERT INTO listing_changes (path) SELECT new.path WHERE new.path IS NOT old.path;
+        END;
+        CREATE TRIGGER listing_changes_pruned AFTER INSERT ON listing_changes BEGIN
+            DELETE FROM listing_changes WHERE id <= new.id - 10000;
+        END;
+        """,
+    ),
 ]
 # Migrations that rebuild a table other tables refer to: SQLite's procedure runs them with foreign keys off
 # (else dropping the old table would cascade), then checks every reference before committing.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import random
 import shutil
 import threading
 import time
@@ -15,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from appliance import albums, catalog
+from appliance import albums, catalog, chunks
 from appliance.api.albums import AlbumPhotos, AllAlbums
 from appliance.api.images import AllImageObjects, ImageList
 from appliance.api.routing import ResponseCache, Route, cached_answer
@@ -207,10 +208,11 @@ def test_a_library_from_before_the_listing_columns_is_listed_the_same(tmp_path, 
     db = Database(path)
     try:
         conn = db.read()
-        assert catalog.classes_by_image_json(db) == before_all_image_objects(conn)
+        assert catalog.classes_by_image_json(db, catalog.ImageListings()) == before_all_image_objects(conn)
         assert albums.view_all_json(db, ResponseCache()) == before_view_all(conn)
         assert albums.view_json(db, "a") == before_view_album(conn, "a")
-        assert b"person" in catalog.classes_by_image_json(db) and b"ctl" in albums.view_json(db, "a")
+        assert b"person" in catalog.classes_by_image_json(db, catalog.ImageListings())
+        assert b"ctl" in albums.view_json(db, "a")
     finally:
         db.close()
 
@@ -594,6 +596,77 @@ def test_a_route_cached_until_any_write_never_keeps_a_body_rendered_before_one(t
     written.set()
     reader.join(10)
     assert cached_answer(fast, context, [], request).body == b"1", "the stale body was kept"
+    db.close()
+
+
+# -- listings kept in chunks ---------------------------------------------------------------------------------
+
+
+def random_write(conn, rng: random.Random, names: list[str]) -> None:
+    """One write of a kind that changes the image listings, somewhere in the library."""
+    present = [row[0] for row in conn.execute("SELECT path FROM images")]
+    absent = sorted(set(names) - set(present))
+    kind = rng.choice(["add", "add", "delete", "move", "gone", "back", "status", "object", "objects gone", "relabel"])
+    if kind == "add" or not present:
+        if absent:
+            conn.execute("INSERT INTO images (path, status) VALUES (?, ?)", (rng.choice(absent), rng.choice(STATUSES)))
+        return
+    path = rng.choice(present)
+    image = "(SELECT id FROM images WHERE path = ?)"
+    if kind == "delete":
+        conn.execute("DELETE FROM images WHERE path = ?", (path,))
+    elif kind == "move" and absent:
+        conn.execute("UPDATE images SET path = ? WHERE path = ?", (rng.choice(absent), path))
+    elif kind in ("gone", "back"):
+        conn.execute("UPDATE images SET missing_since = ? WHERE path = ?", ("2024" if kind == "gone" else None, path))
+    elif kind == "status":
+        conn.execute("UPDATE images SET status = ? WHERE path = ?", (rng.choice(STATUSES), path))
+    elif kind == "object":
+        conn.execute(
+            f"INSERT INTO objects (image_id, label, score, x1, y1, x2, y2) VALUES ({image}, ?, 0.5, 0, 0, 1, 1)",
+            (path, rng.choice(["cat", "dog", "kite"])),
+        )
+    elif kind == "objects gone":
+        conn.execute(f"DELETE FROM objects WHERE image_id = {image}", (path,))
+    elif kind == "relabel":
+        conn.execute(f"UPDATE objects SET label = 'bird' WHERE image_id = {image}", (path,))
+
+
+STATUSES = ["pending", "done", "done", "failed"]
+
+
+def test_listings_kept_in_chunks_follow_every_write(tmp_path, monkeypatch):
+    """Chunks of 3 paths, 800 random writes across a library of up to 60 photos: after each, both listings
+    are what the whole tables say; a reader still on an older snapshot gets that snapshot's listing and
+    leaves the chunks as they were; more changes than the log keeps render everything again."""
+    monkeypatch.setattr(chunks, "CHUNK_ROWS", 3)
+    db, rng, listings = Database(tmp_path / "a.db"), random.Random(20261129), catalog.ImageListings()
+    names = [f"/lib/{folder}/{n:02d}.jpg" for folder in ("a", "b", 'c "q"') for n in range(20)]
+
+    def check(db_: Database) -> None:
+        with db_.snapshot() as conn:
+            assert catalog.all_paths_json(db_, listings) == before_all_images(conn)
+            assert catalog.classes_by_image_json(db_, listings) == before_all_image_objects(conn)
+
+    for step in range(800):
+        with db.write() as conn:
+            for _ in range(rng.choice([1, 1, 1, 4])):
+                random_write(conn, rng, names)
+        check(db)
+        if step % 100 == 50:  # a reader on an older snapshot, after the chunks moved on
+            older = Database(tmp_path / "a.db")
+            with older.snapshot() as conn:
+                conn.execute("SELECT 1 FROM images").fetchall()  # the snapshot starts at its first read
+                with db.write() as writer:
+                    random_write(writer, rng, names)
+                check(db)
+                check(older)
+            older.close()
+            check(db)
+    with db.write() as conn:  # more changes than listing_changes keeps: the first ones are not in it any more
+        conn.execute("INSERT INTO images (path, status) VALUES ('/lib/a/first.jpg', 'done')")
+        conn.executemany("INSERT INTO images (path) VALUES (?)", ((f"/lib/bulk/{n:05d}.jpg",) for n in range(10_050)))
+    check(db)
     db.close()
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import bottle
 
 from .. import __version__
+from ..catalog import ImageListings
 from ..config import Settings
 from ..db import Database
 from ..decode import DecodeBudget
@@ -41,10 +42,12 @@ class Context:
     decode_budget: DecodeBudget  # shared with the ingest workers: thumbnails made again decode within it too
     openapi: dict = field(init=False)
     cache: ResponseCache = field(init=False)
+    listings: ImageListings = field(init=False)
 
     def __post_init__(self) -> None:
         self.openapi = openapi_document(ROUTES, __version__, token_required=self.settings.api_token is not None)
         self.cache = ResponseCache(self.settings.listing_cache_mib << 20)
+        self.listings = ImageListings()
 
 
 def make_app(context: Context) -> Guard:

@@ -89,7 +89,7 @@ class JobProgress(BaseModel):
 @routes.get("/images/all-images", query=PageQuery, response=ImageList, cached=("library",))
 def all_images(ctx, req: PageQuery) -> bytes:
     """Every indexed image, sorted by path; paged with offset and limit."""
-    return catalog.all_paths_json(ctx.db, req.offset, req.limit)
+    return catalog.all_paths_json(ctx.db, ctx.listings, req.offset, req.limit)
 
 
 def indexed_image(ctx, raw: str):
@@ -168,7 +168,7 @@ def delete_image(ctx, req: DeleteImage) -> Message:
 @routes.get("/images/all-image-objects", response=AllImageObjects, cached=("objects",))
 def all_image_objects(ctx) -> bytes:
     """The object classes of every analysed image."""
-    return catalog.classes_by_image_json(ctx.db)
+    return catalog.classes_by_image_json(ctx.db, ctx.listings)
 
 
 @routes.get("/images/class-ids", query=PathQuery, response=ImageObjects, errors=(403, 404))
