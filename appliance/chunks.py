@@ -20,7 +20,9 @@ CHUNK_ROWS = 4096
 
 @dataclass
 class Chunk:
-    start: str  # the first path it covers ("" for the first chunk); it covers the paths below the next start
+    # The first path it covers (b"" for the first chunk), as stored: a path another tool wrote need not be
+    # UTF-8, and bytes sort as SQLite compares text. It covers the paths below the next chunk's start.
+    start: bytes
     members: bytes  # its rows' JSON members, comma-separated; empty when it has none
 
 
@@ -42,10 +44,10 @@ class ChunkedListing:
         newest, oldest = log.fetchone()
         with self._lock:
             if newest < self._seen:  # a reader on an older snapshot than the chunks (a race): not kept
-                chunks = self._render(conn, "", None)
+                chunks = self._render(conn, b"", None)
             else:
                 if self._seen < 0 or oldest > self._seen + 1:  # first render, or changes pruned unseen
-                    self._chunks = self._render(conn, "", None)
+                    self._chunks = self._render(conn, b"", None)
                 elif newest > self._seen:
                     self._render_changed(conn, self._seen)
                 self._seen = newest
@@ -54,18 +56,19 @@ class ChunkedListing:
 
     def _render_changed(self, conn, seen: int) -> None:
         starts = [chunk.start for chunk in self._chunks]
-        changed = conn.execute("SELECT DISTINCT path FROM listing_changes WHERE id > ?", (seen,))
+        changed = conn.execute("SELECT DISTINCT CAST(path AS BLOB) FROM listing_changes WHERE id > ?", (seen,))
         dirty = sorted({bisect_right(starts, path) - 1 for (path,) in changed}, reverse=True)
         for index in dirty:  # from the last: a chunk split in two leaves the indexes before it as they were
             end = starts[index + 1] if index + 1 < len(starts) else None
             self._chunks[index : index + 1] = self._render(conn, starts[index], end)
 
-    def _render(self, conn, start: str, end: str | None) -> list[Chunk]:
+    def _render(self, conn, start: bytes, end: bytes | None) -> list[Chunk]:
         """The rows from `start` up to `end` (None: the last) as chunks of up to CHUNK_ROWS rows."""
         chunks = []
         while True:
             found = conn.execute(
-                f"SELECT path {self._rows(end)} ORDER BY path LIMIT 1 OFFSET {CHUNK_ROWS}", {"start": start, "end": end}
+                f"SELECT CAST(path AS BLOB) {self._rows(end)} ORDER BY path LIMIT 1 OFFSET {CHUNK_ROWS}",
+                {"start": start, "end": end},
             ).fetchone()
             stop = found[0] if found else end
             (text,) = conn.execute(
@@ -76,8 +79,8 @@ class ChunkedListing:
                 return chunks
             start = found[0]
 
-    def _rows(self, end: str | None) -> str:
+    def _rows(self, end: bytes | None) -> str:
         """The rows from :start up to `end`, read in path order from the covering index (bounds, not filters:
         an OR here would read on to the index's end)."""
-        below = "" if end is None else " AND path < :end"
-        return f"FROM {self.table} WHERE {self.where} AND path >= :start{below}"
+        below = "" if end is None else " AND path < CAST(:end AS TEXT)"
+        return f"FROM {self.table} WHERE {self.where} AND path >= CAST(:start AS TEXT){below}"

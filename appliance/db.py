@@ -49,8 +49,6 @@ def connect(path: Path | str, module: ModuleType | None = None):
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA foreign_keys = ON")
-    # A row that REPLACE deletes fires its delete triggers too (migration 0007's columns depend on them).
-    conn.execute("PRAGMA recursive_triggers = ON")
     conn.execute(f"PRAGMA soft_heap_limit = {SQLITE_HEAP_BYTES}")
     conn.enable_load_extension(True)
     try:

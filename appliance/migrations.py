@@ -10,6 +10,7 @@ SHOWN_PATH = "(SELECT path FROM images WHERE id = {image} AND missing_since IS N
 CLASSES = (
     "(SELECT json_group_array(label) FROM (SELECT DISTINCT label FROM objects WHERE image_id = {image} ORDER BY label))"
 )
+CLASSES_BUT = CLASSES.replace("{image}", "{image} AND id != new.id")  # without the object new.id replaces
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -337,6 +338,20 @@ MIGRATIONS: list[tuple[str, str]] = [
             UPDATE images SET classes = {CLASSES.format(image="old.image_id")} WHERE id = old.image_id;
             UPDATE images SET classes = {CLASSES.format(image="new.image_id")} WHERE id = new.image_id;
         END;
+        -- An object a REPLACE is about to delete (its delete trigger runs only with recursive_triggers on): its
+        -- image's classes without it.
+        CREATE TRIGGER image_classes_replaced BEFORE INSERT ON objects
+        WHEN EXISTS (SELECT 1 FROM objects WHERE id = new.id)
+        BEGIN
+            UPDATE images SET classes = {CLASSES_BUT.format(image="images.id")}
+                WHERE id = (SELECT image_id FROM objects WHERE id = new.id);
+        END;
+        CREATE TRIGGER image_classes_replaced_by_update BEFORE UPDATE OF id ON objects
+        WHEN new.id != old.id AND EXISTS (SELECT 1 FROM objects WHERE id = new.id)
+        BEGIN
+            UPDATE images SET classes = {CLASSES_BUT.format(image="images.id")}
+                WHERE id = (SELECT image_id FROM objects WHERE id = new.id);
+        END;
 
         -- An image row that now stands for an id its objects and album rows already name: written after them
         -- (foreign keys deferred), or its id changed.
@@ -379,6 +394,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TRIGGER listing_path_changed AFTER UPDATE OF path, status, missing_since, classes ON images BEGIN
             INSERT INTO listing_changes (path) VALUES (old.path);
             INSERT INTO listing_changes (path) SELECT new.path WHERE new.path IS NOT old.path;
+        END;
+        -- Rows a REPLACE is about to delete (their delete triggers run only with recursive_triggers on).
+        CREATE TRIGGER listing_path_replaced BEFORE INSERT ON images BEGIN
+            INSERT INTO listing_changes (path) SELECT path FROM images WHERE id = new.id OR path = new.path;
+        END;
+        CREATE TRIGGER listing_path_replaced_by_update BEFORE UPDATE OF id, path ON images BEGIN
+            INSERT INTO listing_changes (path)
+                SELECT path FROM images WHERE (id = new.id OR path = new.path) AND id != old.id;
         END;
         CREATE TRIGGER listing_changes_pruned AFTER INSERT ON listing_changes BEGIN
             DELETE FROM listing_changes WHERE id <= new.id - 10000;

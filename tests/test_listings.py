@@ -3,6 +3,7 @@ client has them, and each kept until a write to what it shows (an ingest leaves 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import random
@@ -21,7 +22,7 @@ from appliance.api.albums import AlbumPhotos, AllAlbums
 from appliance.api.images import AllImageObjects, ImageList
 from appliance.api.routing import ResponseCache, Route, cached_answer
 from appliance.datadir import DATABASE_FILE
-from appliance.db import Database, connect
+from appliance.db import Database, connect, sqlite_module
 from appliance.migrations import MIGRATIONS
 
 from .conftest import PHOTOS, make_images
@@ -379,6 +380,17 @@ def found_elsewhere(client, prime):
     execute(client, "UPDATE images SET path = '/lib/found.png', missing_since = NULL WHERE path = ?", CAT)
 
 
+def plainly(client, sql: str, *args) -> None:
+    """A write from a connection as another tool opens one: foreign keys on, recursive triggers off (so rows
+    a REPLACE deletes run no delete trigger)."""
+    conn = sqlite_module().connect(str(client.data_dir / DATABASE_FILE), isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(sql, args)
+    finally:
+        conn.close()
+
+
 def in_one_transaction(client, script: str) -> None:
     """Statements a user could run in one transaction, references checked at its end (deferred)."""
     conn = connect(client.data_dir / DATABASE_FILE)
@@ -468,13 +480,21 @@ WRITES = {
         BIRD,
         ZIDANE,
     ),
-    "an object taken over by another image's (REPLACE)": lambda c, _: execute(
+    "an object taken over by another image's (INSERT OR REPLACE)": lambda c, _: plainly(
         c,
         "INSERT OR REPLACE INTO objects (id, image_id, label, score, x1, y1, x2, y2)"
         " SELECT objects.id, (SELECT id FROM images WHERE path = ?), 'kite', 0.5, 0, 0, 1, 1"
         " FROM objects JOIN images ON images.id = objects.image_id WHERE images.path = ?",
         BIRD,
         CAT,
+    ),
+    "an object's id taken by another image's (UPDATE OR REPLACE)": lambda c, _: plainly(
+        c,
+        "UPDATE OR REPLACE objects SET id = (SELECT min(objects.id) FROM objects JOIN images"
+        " ON images.id = objects.image_id WHERE images.path = ?)"
+        " WHERE id = (SELECT min(id) FROM objects WHERE image_id = (SELECT id FROM images WHERE path = ?))",
+        CAT,
+        ZIDANE,
     ),
     "children written before their image": written_before_their_image,
     "image id changed, then reused": image_id_changed_then_reused,
@@ -648,7 +668,22 @@ def test_listings_kept_in_chunks_follow_every_write(tmp_path, monkeypatch):
             assert catalog.all_paths_json(db_, listings) == before_all_images(conn)
             assert catalog.classes_by_image_json(db_, listings) == before_all_image_objects(conn)
 
+    outsider = db.module.connect(str(tmp_path / "a.db"), isolation_level=None)  # recursive triggers off
+    outsider.execute("PRAGMA foreign_keys = ON")
     for step in range(800):
+        if step % 10 == 5:  # REPLACE from a connection that does not run delete triggers for it
+            present = [row[0] for row in outsider.execute("SELECT path FROM images")]
+            replace = rng.choice(
+                [
+                    "INSERT OR REPLACE INTO images (id, path, status)"
+                    " VALUES ((SELECT id FROM images WHERE path = ?), ?, 'done')",
+                    "UPDATE OR REPLACE images SET path = ? WHERE path = ?",
+                    "UPDATE OR REPLACE images SET id = (SELECT id FROM images WHERE path = ?) WHERE path = ?",
+                ]
+            )
+            if present:
+                with contextlib.suppress(db.module.IntegrityError):  # objects still name the id it gives up
+                    outsider.execute(replace, (rng.choice(present), rng.choice(names)))
         with db.write() as conn:
             for _ in range(rng.choice([1, 1, 1, 4])):
                 random_write(conn, rng, names)
@@ -667,6 +702,23 @@ def test_listings_kept_in_chunks_follow_every_write(tmp_path, monkeypatch):
         conn.execute("INSERT INTO images (path, status) VALUES ('/lib/a/first.jpg', 'done')")
         conn.executemany("INSERT INTO images (path) VALUES (?)", ((f"/lib/bulk/{n:05d}.jpg",) for n in range(10_050)))
     check(db)
+    outsider.close()
+    db.close()
+
+
+def test_a_path_that_is_not_utf_8_leaves_the_listings_working(tmp_path, monkeypatch):
+    """Written by another tool: the appliance never decodes listed paths."""
+    monkeypatch.setattr(chunks, "CHUNK_ROWS", 2)
+    db, listings = Database(tmp_path / "a.db"), catalog.ImageListings()
+    with db.write() as conn:
+        conn.executemany("INSERT INTO images (path, status) VALUES (?, 'done')", [("/a",), ("/b",), ("/c",)])
+    catalog.all_paths_json(db, listings)
+    with db.write() as conn:
+        conn.execute("INSERT INTO images (path, status) VALUES (CAST(x'2f62ff' AS TEXT), 'done')")
+        conn.execute("INSERT INTO objects (image_id, label, score, x1, y1, x2, y2) VALUES (4, 'cat', 1, 0, 0, 1, 1)")
+    for _ in range(2):
+        assert catalog.all_paths_json(db, listings) == b'{"images":["/a","/b","/b\xff","/c"]}'
+        assert catalog.classes_by_image_json(db, listings) == b'{"data":{"/a":[],"/b":[],"/b\xff":["cat"],"/c":[]}}'
     db.close()
 
 
