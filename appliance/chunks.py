@@ -56,7 +56,7 @@ class ChunkedListing:
 
     def _render_changed(self, conn, seen: int) -> None:
         starts = [chunk.start for chunk in self._chunks]
-        changed = conn.execute("SELECT DISTINCT CAST(path AS BLOB) FROM listing_changes WHERE id > ?", (seen,))
+        changed = conn.execute("SELECT CAST(path AS BLOB) FROM listing_changes WHERE id > ?", (seen,))
         dirty = sorted({bisect_right(starts, path) - 1 for (path,) in changed}, reverse=True)
         for index in dirty:  # from the last: a chunk split in two leaves the indexes before it as they were
             end = starts[index + 1] if index + 1 < len(starts) else None
