@@ -17,6 +17,11 @@ from .errors import StartupError
 from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
+# Statements a connection keeps prepared (Python's default: 128). Kept statements hold the connection's
+# lookaside, SQLite's fast allocator for small objects: past about ten of them, the per-row allocations of a
+# large render go to malloc and its lock instead (view-all of 100,000 photos from nothing: 19 -> 26 ms).
+# Preparing again costs microseconds.
+PREPARED_STATEMENTS = 8
 # For all connections together (one per HTTP worker, each with a page cache of up to 2 MB): past it SQLite
 # reuses cached pages instead of growing. 40 MiB less at peak with 16 workers reading 100,000 images.
 SQLITE_HEAP_BYTES = 16 << 20
@@ -44,7 +49,9 @@ def sqlite_module(stdlib: ModuleType = sqlite3) -> ModuleType:
 def connect(path: Path | str, module: ModuleType | None = None):
     """Open a connection the way every connection is opened: pragmas, then sqlite-vec, then lock extensions."""
     module = module or sqlite_module()
-    conn = module.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn = module.connect(
+        str(path), isolation_level=None, check_same_thread=False, cached_statements=PREPARED_STATEMENTS
+    )
     conn.row_factory = module.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
