@@ -391,7 +391,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TRIGGER listing_path_removed AFTER DELETE ON images BEGIN
             INSERT INTO listing_changes (path) VALUES (old.path);
         END;
-        CREATE TRIGGER listing_path_changed AFTER UPDATE OF path, status, missing_since, classes ON images BEGIN
+        CREATE TRIGGER listing_path_changed AFTER UPDATE OF path, status, missing_since, classes ON images
+        WHEN old.path IS NOT new.path OR old.status IS NOT new.status OR old.missing_since IS NOT new.missing_since
+            OR old.classes IS NOT new.classes  -- a second 'person' found in a photo changes nothing listed
+        BEGIN
             INSERT INTO listing_changes (path) VALUES (old.path);
             INSERT INTO listing_changes (path) SELECT new.path WHERE new.path IS NOT old.path;
         END;
